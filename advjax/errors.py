@@ -7,3 +7,11 @@ class AdvjaxError(Exception):
 
 class DataError(AdvjaxError):
     """A split file is missing or malformed. The message names the file and line."""
+
+
+class NonFiniteError(AdvjaxError):
+    """A loss or metric became NaN or infinite; the message names the epoch."""
+
+
+class ConfigError(AdvjaxError, ValueError):
+    """A setting is out of range or unknown."""

@@ -1,0 +1,374 @@
+"""Full-ranking evaluators over a split (SPEC §4), in padded, jitted user batches.
+
+Everything data-dependent is precomputed once in NumPy when an evaluator is built:
+the evaluated users in fixed-size batches (padding rows flagged invalid) and, per
+batch, the (row, item) pairs of the targets and of the excluded items, padded to the
+widest batch with pairs that point at a dummy column ``n_items`` sliced off after
+the scatter. One jitted call then maps over all batches, rebuilding each batch's
+masks on device, so memory is bounded by one [batch, n_items] block and no dense
+[n_users, n_items] matrix ever exists. The arrays are arguments, never closed-over
+constants (XLA would constant-fold them and compile for minutes).
+
+Per-user metrics come back to the host and are averaged once in float64, so results
+do not depend on the batch size.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from advjax.data.splits import Interactions, SplitData
+from advjax.metrics import METRIC_NAMES, per_user_topk_metrics, select_top_k
+
+
+class _Batches(NamedTuple):
+    """Device arrays describing the padded user batches of one evaluator.
+
+    Attributes:
+      users: int32 [n_batches, batch]; padding rows repeat user 0.
+      valid: bool [n_batches, batch]; False on padding rows.
+      target_rows, target_items: int32 [n_batches, n_target_pairs]; row within the
+        batch and item id of each target; padding pairs have item ``n_items``.
+      exclude_rows, exclude_items: int32 [n_batches, n_exclude_pairs]; same for the
+        excluded (known positive) items.
+    """
+
+    users: jax.Array
+    valid: jax.Array
+    target_rows: jax.Array
+    target_items: jax.Array
+    exclude_rows: jax.Array
+    exclude_items: jax.Array
+
+
+def _user_pairs(interactions: Interactions, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Expands the CSR rows of ``users`` into (position in ``users``, item) pairs.
+
+    Args:
+      interactions: CSR pairs over all users.
+      users: int [n] user ids.
+
+    Returns:
+      (positions int64 [nnz], items int32 [nnz]) ordered by position.
+    """
+    starts = interactions.indptr[users]
+    degrees = interactions.indptr[users + 1] - starts
+    positions = np.repeat(np.arange(len(users)), degrees)
+    # Offset of each pair inside its user's row: a global counter minus the row start.
+    offsets = np.arange(degrees.sum()) - np.repeat(np.cumsum(degrees) - degrees, degrees)
+    items = interactions.items[np.repeat(starts, degrees) + offsets]
+    return positions, items.astype(np.int32)
+
+
+def _pack_pairs(
+    positions: np.ndarray, items: np.ndarray, batch_size: int, n_batches: int, pad_item: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Groups (position, item) pairs by batch, padded to the widest batch.
+
+    Args:
+      positions: int [nnz] position of each pair's user among the evaluated users.
+      items: int [nnz] item ids.
+      batch_size: users per batch.
+      n_batches: number of batches.
+      pad_item: item id of padding pairs (a dummy column past the last item).
+
+    Returns:
+      (rows, items), both int32 [n_batches, width]; rows are positions within the batch.
+    """
+    batch = positions // batch_size
+    order = np.argsort(batch, kind="stable")
+    batch, positions, items = batch[order], positions[order], items[order]
+    counts = np.bincount(batch, minlength=n_batches)
+    width = max(int(counts.max(initial=0)), 1)
+    slots = np.arange(len(batch)) - np.repeat(np.cumsum(counts) - counts, counts)
+    rows = np.zeros((n_batches, width), np.int32)
+    cols = np.full((n_batches, width), pad_item, np.int32)
+    rows[batch, slots] = positions % batch_size
+    cols[batch, slots] = items
+    return rows, cols
+
+
+def _scatter_mask(rows: jax.Array, items: jax.Array, batch_size: int, n_items: int) -> jax.Array:
+    """bool [batch_size, n_items] with True at each (row, item); padding hits column n_items."""
+    mask = jnp.zeros((batch_size, n_items + 1), bool).at[rows, items].set(True)
+    return mask[:, :n_items]
+
+
+def _l2_normalize(x: jax.Array) -> jax.Array:
+    """Rows scaled to unit norm (SPEC §1 pred_norm); zero rows stay zero."""
+    norm = jnp.linalg.norm(x, axis=-1, keepdims=True)
+    return x / jnp.maximum(norm, 1e-12)
+
+
+def _batch_inputs(
+    user_hat: jax.Array,
+    item_hat: jax.Array,
+    not_candidate: jax.Array,
+    batch: _Batches,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Scores, targets and exclusions of one batch, all [batch, n_items]."""
+    batch_size, n_items = batch.users.shape[0], item_hat.shape[0]
+    # HIGHEST: accelerators would otherwise use reduced-precision matmuls and reorder
+    # near-ties differently from the CPU reference.
+    scores = jnp.matmul(user_hat[batch.users], item_hat.T, precision=jax.lax.Precision.HIGHEST)
+    targets = _scatter_mask(batch.target_rows, batch.target_items, batch_size, n_items)
+    exclude = _scatter_mask(batch.exclude_rows, batch.exclude_items, batch_size, n_items)
+    return scores, targets, exclude | not_candidate[None, :]
+
+
+def _batch_metrics(
+    user_hat: jax.Array,
+    item_hat: jax.Array,
+    not_candidate: jax.Array,
+    batch: _Batches,
+    ks: tuple[int, ...],
+) -> dict[str, jax.Array]:
+    """Per-user metrics of one batch: each float32 [batch], zero on padding rows."""
+    scores, targets, exclude = _batch_inputs(user_hat, item_hat, not_candidate, batch)
+    metrics = per_user_topk_metrics(scores, targets, exclude, ks)
+    return {name: jnp.where(batch.valid, value, 0.0) for name, value in metrics.items()}
+
+
+@functools.partial(jax.jit, static_argnames=("ks",))
+def _evaluate_batches(
+    user_emb: jax.Array,
+    item_emb: jax.Array,
+    not_candidate: jax.Array,
+    batches: _Batches,
+    ks: tuple[int, ...],
+) -> dict[str, jax.Array]:
+    """Per-user metrics for all batches: each float32 [n_batches, batch]."""
+    user_hat, item_hat = _l2_normalize(user_emb), _l2_normalize(item_emb)
+    return jax.lax.map(
+        lambda batch: _batch_metrics(user_hat, item_hat, not_candidate, batch, ks), batches
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("k",))
+def _top_items_batches(
+    user_emb: jax.Array,
+    item_emb: jax.Array,
+    not_candidate: jax.Array,
+    batches: _Batches,
+    k: int,
+) -> jax.Array:
+    """int32 [n_batches, batch, k]: each user's ranked list after exclusion."""
+    user_hat, item_hat = _l2_normalize(user_emb), _l2_normalize(item_emb)
+
+    def top_items(batch):
+        return select_top_k(*_batch_inputs(user_hat, item_hat, not_candidate, batch), k)
+
+    return jax.lax.map(top_items, batches)
+
+
+class Evaluator:
+    """All-ranking top-K evaluation of one target set (SPEC §4).
+
+    Build with :func:`make_evaluator` or :func:`build_evaluators`.
+
+    Attributes:
+      name: the evaluated split ("valid", "test_id", ...).
+      n_users, n_items: expected embedding table sizes.
+      users: int32 [n_evaluated] ascending ids of the users with at least one target.
+      batch_size: users per jitted batch.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        n_users: int,
+        n_items: int,
+        users: np.ndarray,
+        batch_size: int,
+        batches: _Batches,
+        not_candidate: jax.Array,
+    ):
+        self.name = name
+        self.n_users = n_users
+        self.n_items = n_items
+        self.users = users
+        self.batch_size = batch_size
+        self._batches = batches
+        self._valid = np.asarray(batches.valid).reshape(-1)
+        self._not_candidate = not_candidate
+
+    def __repr__(self) -> str:
+        return (
+            f"Evaluator({self.name!r}, users={len(self.users)}, items={self.n_items}, "
+            f"batch_size={self.batch_size})"
+        )
+
+    def _check(self, user_emb: jax.Array, item_emb: jax.Array, ks: Sequence[int]):
+        if user_emb.ndim != 2 or item_emb.ndim != 2 or user_emb.shape[1] != item_emb.shape[1]:
+            raise ValueError(
+                f"user_emb {user_emb.shape} and item_emb {item_emb.shape} must be [n, d]"
+                " with the same d"
+            )
+        if user_emb.shape[0] != self.n_users or item_emb.shape[0] != self.n_items:
+            raise ValueError(
+                f"{self.name}: expected user_emb [{self.n_users}, d] and item_emb "
+                f"[{self.n_items}, d], got {user_emb.shape} and {item_emb.shape}"
+            )
+        ks = tuple(int(k) for k in ks)
+        if not ks or any(k < 1 or k > self.n_items for k in ks):
+            raise ValueError(f"every k must be in [1, n_items={self.n_items}], got ks={ks}")
+        return ks
+
+    def per_user(
+        self, user_emb: ArrayLike, item_emb: ArrayLike, ks: Sequence[int] = (20,)
+    ) -> dict[str, np.ndarray]:
+        """Per-user metrics of the evaluated users.
+
+        Args:
+          user_emb: float [n_users, d] user vectors (L2-normalised here).
+          item_emb: float [n_items, d] item vectors (L2-normalised here).
+          ks: list lengths.
+
+        Returns:
+          ``"recall@K"``, ``"ndcg@K"``, ``"hit_ratio@K"``, ``"precision@K"`` for each K,
+          each float32 [n_evaluated], aligned with ``self.users``.
+        """
+        user_emb, item_emb = jnp.asarray(user_emb), jnp.asarray(item_emb)
+        ks = self._check(user_emb, item_emb, ks)
+        if not len(self.users):
+            return {f"{n}@{k}": np.zeros(0, np.float32) for k in ks for n in METRIC_NAMES}
+        out = _evaluate_batches(user_emb, item_emb, self._not_candidate, self._batches, ks)
+        out = jax.device_get(out)
+        return {name: value.reshape(-1)[self._valid] for name, value in out.items()}
+
+    def evaluate(
+        self, user_emb: ArrayLike, item_emb: ArrayLike, ks: Sequence[int] = (20,)
+    ) -> dict[str, float]:
+        """Metrics averaged over the evaluated users (float64 mean on the host).
+
+        Args:
+          user_emb: float [n_users, d].
+          item_emb: float [n_items, d].
+          ks: list lengths.
+
+        Returns:
+          ``"recall@K"``, ``"ndcg@K"``, ``"hit_ratio@K"``, ``"precision@K"`` for each K;
+          NaN when no user has a target.
+        """
+        per_user = self.per_user(user_emb, item_emb, ks)
+        return {
+            name: float(np.mean(value, dtype=np.float64)) if len(value) else float("nan")
+            for name, value in per_user.items()
+        }
+
+    def top_items(self, user_emb: ArrayLike, item_emb: ArrayLike, k: int = 20) -> np.ndarray:
+        """Each evaluated user's top-``k`` items after exclusion.
+
+        Args:
+          user_emb: float [n_users, d].
+          item_emb: float [n_items, d].
+          k: list length.
+
+        Returns:
+          int32 [n_evaluated, k] item ids, best first, aligned with ``self.users``.
+        """
+        user_emb, item_emb = jnp.asarray(user_emb), jnp.asarray(item_emb)
+        (k,) = self._check(user_emb, item_emb, (k,))
+        if not len(self.users):
+            return np.zeros((0, k), np.int32)
+        out = _top_items_batches(user_emb, item_emb, self._not_candidate, self._batches, k)
+        return np.asarray(out).reshape(-1, k)[self._valid]
+
+
+def make_evaluator(
+    name: str,
+    targets: Interactions,
+    exclusions: Sequence[Interactions],
+    *,
+    n_items: int,
+    not_candidate: np.ndarray | None = None,
+    batch_size: int = 1024,
+) -> Evaluator:
+    """Builds the evaluator of one target set.
+
+    Args:
+      name: label of the target set.
+      targets: the pairs to retrieve; users with none are not evaluated.
+      exclusions: known positives removed from every ranking, minus the user's own
+        targets (SPEC §4).
+      n_items: number of items.
+      not_candidate: int [m] item ids excluded for every user, or None.
+      batch_size: most users per jitted batch; the users are split into the fewest
+        batches of equal size that respect it.
+
+    Returns:
+      The evaluator.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    n_users = targets.n_users
+    for source in exclusions:
+        if source.n_users != n_users:
+            raise ValueError(
+                f"{source.path} has {source.n_users} users, {targets.path} has {n_users}"
+            )
+    users = np.flatnonzero(targets.degrees() > 0).astype(np.int32)
+    # Equal-sized batches: the fewest batches of at most batch_size, which keeps the
+    # padding under one row per batch.
+    n_batches = max(-(-len(users) // batch_size), 1)
+    batch_size = max(-(-len(users) // n_batches), 1)
+    padded = np.zeros(n_batches * batch_size, np.int32)
+    padded[: len(users)] = users
+    valid = np.arange(n_batches * batch_size) < len(users)
+
+    target_rows, target_items = _pack_pairs(
+        *_user_pairs(targets, users), batch_size, n_batches, n_items
+    )
+    pairs = [_user_pairs(source, users) for source in exclusions]
+    positions = np.concatenate([p for p, _ in pairs] + [np.zeros(0, np.int64)])
+    items = np.concatenate([i for _, i in pairs] + [np.zeros(0, np.int32)])
+    exclude_rows, exclude_items = _pack_pairs(positions, items, batch_size, n_batches, n_items)
+
+    candidate_mask = np.zeros(n_items, bool)
+    if not_candidate is not None:
+        candidate_mask[np.asarray(not_candidate)] = True
+    batches = _Batches(
+        users=jnp.asarray(padded.reshape(n_batches, batch_size)),
+        valid=jnp.asarray(valid.reshape(n_batches, batch_size)),
+        target_rows=jnp.asarray(target_rows),
+        target_items=jnp.asarray(target_items),
+        exclude_rows=jnp.asarray(exclude_rows),
+        exclude_items=jnp.asarray(exclude_items),
+    )
+    return Evaluator(
+        name, n_users, n_items, users, batch_size, batches, jnp.asarray(candidate_mask)
+    )
+
+
+def build_evaluators(data: SplitData, *, batch_size: int = 1024) -> dict[str, Evaluator]:
+    """The evaluators of a split (SPEC §4).
+
+    "valid" (if the split has one) excludes train. Each test set excludes train,
+    valid and every other test set. ``data.not_candidate`` is excluded for every
+    user. A user's own targets are never excluded, whatever the source of the
+    exclusion (the KuaiRec files list no target in not_candidate, so there the rule
+    changes nothing).
+
+    Args:
+      data: the split.
+      batch_size: users per jitted batch.
+
+    Returns:
+      name -> evaluator: "valid" first, then the test sets in ``data.tests`` order.
+    """
+    common = dict(n_items=data.n_items, not_candidate=data.not_candidate, batch_size=batch_size)
+    evaluators = {}
+    known = [data.train] + ([data.valid] if data.valid is not None else [])
+    if data.valid is not None:
+        evaluators["valid"] = make_evaluator("valid", data.valid, [data.train], **common)
+    for name, test in data.tests.items():
+        others = [other for other_name, other in data.tests.items() if other_name != name]
+        evaluators[name] = make_evaluator(name, test, known + others, **common)
+    return evaluators

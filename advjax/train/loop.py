@@ -1,0 +1,152 @@
+"""train_and_evaluate: epochs, the adversarial schedule, early stopping, the final report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+
+import jax
+
+from advjax.data import SplitData, load_dataset
+from advjax.errors import NonFiniteError
+from advjax.evaluation import build_evaluators
+from advjax.train.config import TrainConfig
+from advjax.train.schedule import is_adversarial_epoch
+from advjax.train.state import init_state
+from advjax.train.steps import make_epoch_fns, make_train_data
+
+EARLY_STOP_METRIC = "recall@20"
+
+
+def _check_finite(values: dict[str, float], where: str) -> None:
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise NonFiniteError(f"non-finite {name} ({value}) {where}; stopping")
+
+
+def _format_metrics(metrics: dict[str, float], keys=("recall@20", "ndcg@20")) -> str:
+    return " ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics)
+
+
+def results_table(results: dict[str, dict[str, float]]) -> str:
+    """A plain-text table: one row per evaluator, one column per metric."""
+    names = list(results)
+    columns = list(results[names[0]])
+    width = max(len(n) for n in names)
+    lines = [" " * width + " | " + " | ".join(f"{c:>14}" for c in columns)]
+    for name in names:
+        row = " | ".join(f"{results[name][c]:14.4f}" for c in columns)
+        lines.append(f"{name:<{width}} | {row}")
+    return "\n".join(lines)
+
+
+def train_and_evaluate(
+    cfg: TrainConfig,
+    workdir: str | None = None,
+    *,
+    data: SplitData | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Trains per cfg with early stopping on valid Recall@20 and reports every evaluator.
+
+    Args:
+      cfg: run settings.
+      workdir: where results.json goes; None writes nothing.
+      data: a loaded split; None loads cfg.data_dir, or the embedded cfg.dataset.
+      log: receives one progress line per epoch and the final table.
+
+    Returns:
+      {"best_epoch": int, evaluator name -> {metric@k: value}, "flags": cfg as a dict,
+       "timing": wall-clock figures}.
+    """
+    start = time.perf_counter()
+    if data is None:
+        data = load_dataset(cfg.dataset, cfg.data_dir or None)
+    train_data = make_train_data(data, cfg.n_layers)
+    fns = make_epoch_fns(
+        cfg,
+        n_items=data.n_items,
+        n_samples=data.train.nnz,
+        max_degree=int(data.train.degrees().max()),
+    )
+    evaluators = build_evaluators(data, batch_size=cfg.eval_batch_size)
+    state = init_state(cfg, n_users=data.n_users, n_items=data.n_items)
+    log(
+        f"{data.name}: {data.n_users} users, {data.n_items} items, {data.train.nnz} train pairs; "
+        f"{'LightGCN-' + str(cfg.n_layers) if cfg.n_layers else 'MF'} + {cfg.loss}"
+        f"{'-' + cfg.hardness if cfg.adversarial else ''}; {fns.n_batches} batches/epoch"
+    )
+
+    def evaluate(params, names):
+        user_emb, item_emb = fns.embed(params, train_data.graph)
+        return {n: evaluators[n].evaluate(user_emb, item_emb, cfg.ks) for n in names}
+
+    has_valid = "valid" in evaluators
+    best_params, best_epoch, best_score, stale = None, 0, -math.inf, 0
+    epochs_run = 0
+    for epoch in range(cfg.max_epochs):
+        tick = time.perf_counter()
+        line = f"epoch {epoch + 1:4d}"
+        adversarial = cfg.adversarial and is_adversarial_epoch(
+            epoch,
+            int(state.adv_epochs),
+            t_adv=cfg.t_adv,
+            e_adv=cfg.e_adv,
+            warm_up_epochs=cfg.warm_up_epochs,
+        )
+        adv_stats = None
+        if adversarial:
+            state, adv_stats = fns.adv_epoch(state, train_data)
+            adv_stats = {k: float(v) for k, v in adv_stats.items()}
+            _check_finite(adv_stats, f"in adversarial epoch before epoch {epoch + 1}")
+        state, stats = fns.cf_epoch(state, train_data)
+        stats = {k: float(v) for k, v in stats.items()}
+        _check_finite(stats, f"in epoch {epoch + 1} (steps up to {int(state.step)})")
+        epochs_run = epoch + 1
+        line += f" | {time.perf_counter() - tick:6.2f}s | loss {stats['loss']:.4f}"
+        if cfg.adversarial:
+            line += f" | kl {stats['kl']:.4f}"
+        if adv_stats is not None:
+            line += f" | adv #{int(state.adv_epochs)} loss {adv_stats['loss']:.4f}"
+        last = epoch + 1 == cfg.max_epochs
+        if has_valid and ((epoch + 1) % cfg.eval_every == 0 or last):
+            valid = evaluate(state.cf_params, ["valid"])["valid"]
+            _check_finite(valid, f"in validation after epoch {epoch + 1}")
+            line += f" | valid {_format_metrics(valid)}"
+            if valid[EARLY_STOP_METRIC] > best_score:
+                best_score, best_epoch, stale = valid[EARLY_STOP_METRIC], epoch + 1, 0
+                # Copied to host: the next epoch donates the state's device buffers.
+                best_params = jax.device_get(state.cf_params)
+                line += " *"
+            else:
+                stale += 1
+        log(line)
+        if has_valid and stale >= cfg.patience:
+            log(f"early stop: {cfg.patience} validations without a better {EARLY_STOP_METRIC}")
+            break
+    if best_params is None:  # no validation split: report the final model
+        best_params, best_epoch = jax.device_get(state.cf_params), epochs_run
+
+    report = evaluate(best_params, list(evaluators))
+    for name, metrics in report.items():
+        _check_finite(metrics, f"in the final {name} evaluation")
+    elapsed = time.perf_counter() - start
+    log(f"best epoch {best_epoch} of {epochs_run}; {elapsed:.1f}s\n" + results_table(report))
+    results = {
+        "best_epoch": best_epoch,
+        **report,
+        "flags": dataclasses.asdict(cfg),
+        "timing": {"total_s": elapsed, "epochs": epochs_run},
+    }
+    if workdir:
+        os.makedirs(workdir, exist_ok=True)
+        path = os.path.join(workdir, "results.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(results, f, indent=2)
+        os.replace(path + ".tmp", path)
+        log(f"wrote {path}")
+    return results

@@ -1,0 +1,17 @@
+"""Shared test fixtures' plumbing: where the real datasets live."""
+
+import pathlib
+
+import pytest
+
+from advjax.data import load_split_dir
+
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_split(name: str):
+    """Loads ../shared/data/NAME, skipping the test where it is not on this machine."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"{path} not present")
+    return load_split_dir(path)

@@ -1,0 +1,104 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from advjax.data import load_dataset
+from advjax.models.scores import l2_normalize
+from advjax.sampling import bisection_steps, epoch_positives, sample_negatives
+from advjax.train import TrainConfig, init_state, make_epoch_fns
+from advjax.train.steps import contrastive_loss, make_train_data
+
+
+@pytest.fixture(scope="module")
+def coat():
+    return load_dataset("coat")
+
+
+def _setup(data, **overrides):
+    chex.clear_trace_counter()  # counts are per code object, shared across tests
+    cfg = TrainConfig(**{"batch_size": 256, "n_neg": 16, **overrides})
+    fns = make_epoch_fns(
+        cfg,
+        n_items=data.n_items,
+        n_samples=data.train.nnz,
+        max_degree=int(data.train.degrees().max()),
+        trace_hook=lambda fn: chex.assert_max_traces(fn, n=1),
+    )
+    state = init_state(cfg, n_users=data.n_users, n_items=data.n_items)
+    return cfg, fns, state, make_train_data(data, cfg.n_layers)
+
+
+def _copy(tree):
+    return jax.tree_util.tree_map(np.array, tree)
+
+
+def _fixed_loss(cfg, data, train_data, state, seed=7, n=4096):
+    """Mean loss of a fixed sample set, for comparing parameters before and after."""
+    key_pos, key_neg = jax.random.split(jax.random.key(seed))
+    users, pos = epoch_positives(
+        key_pos, train_data.pairs, n_samples=data.train.nnz, n_batches=1,
+        batch_size=data.train.nnz,
+    )  # fmt: skip
+    users, pos = users[0], pos[0]
+    steps = bisection_steps(int(data.train.degrees().max()))
+    negs = sample_negatives(key_neg, train_data.pairs, users, n_neg=cfg.n_neg,
+                            n_items=data.n_items, steps=steps)  # fmt: skip
+    user_emb, item_emb = state.cf_params["user"], state.cf_params["item"]
+    per, kl = contrastive_loss(
+        cfg, l2_normalize(user_emb[users]), l2_normalize(item_emb), state.cf_params,
+        state.adv_params, users, pos, negs,
+    )  # fmt: skip
+    return float(jnp.mean(per)), float(jnp.mean(kl))
+
+
+@pytest.mark.parametrize("n_layers", [0, 2])
+def test_epochs_never_retrace_and_counters_advance(coat, n_layers):
+    cfg, fns, state, train_data = _setup(coat, n_layers=n_layers)
+    for _ in range(3):
+        state, stats = fns.adv_epoch(state, train_data)
+        state, stats = fns.cf_epoch(state, train_data)
+    assert np.isfinite(float(stats["loss"]))
+    assert int(state.epoch) == 3 and int(state.adv_epochs) == 3
+    assert int(state.step) == 3 * (coat.train.nnz // cfg.batch_size)
+
+
+def test_cf_epoch_freezes_hardness_and_adv_epoch_freezes_cf(coat):
+    cfg, fns, state, train_data = _setup(coat)
+    adv_before, cf_before = _copy(state.adv_params), _copy(state.cf_params)
+    state, _ = fns.cf_epoch(state, train_data)
+    chex.assert_trees_all_equal(_copy(state.adv_params), adv_before)
+    assert not np.allclose(state.cf_params["user"], cf_before["user"])
+    cf_before = _copy(state.cf_params)
+    state, _ = fns.adv_epoch(state, train_data)
+    chex.assert_trees_all_equal(_copy(state.cf_params), cf_before)
+    assert not np.allclose(state.adv_params["user"], adv_before["user"])
+
+
+def test_adversary_raises_the_loss_and_cf_lowers_it(coat):
+    cfg, fns, state, train_data = _setup(coat, lr_adv=0.05, lr=0.01)
+    loss0, kl0 = _fixed_loss(cfg, coat, train_data, state)
+    for _ in range(5):
+        state, _ = fns.adv_epoch(state, train_data)
+    loss1, kl1 = _fixed_loss(cfg, coat, train_data, state)
+    assert loss1 > loss0 + 0.05 and kl1 > kl0  # gradient ascent, hardness moves off uniform
+    for _ in range(10):
+        state, _ = fns.cf_epoch(state, train_data)
+    loss2, _ = _fixed_loss(cfg, coat, train_data, state)
+    assert loss2 < loss1 - 0.05
+
+
+def test_mlp_hardness_trains_without_touching_cf(coat):
+    cfg, fns, state, train_data = _setup(coat, hardness="mlp", lr_adv=0.05)
+    cf_before = _copy(state.cf_params)
+    state, stats = fns.adv_epoch(state, train_data)
+    chex.assert_trees_all_equal(_copy(state.cf_params), cf_before)
+    assert np.isfinite(float(stats["loss"]))
+
+
+def test_infonce_has_no_adversary(coat):
+    cfg, fns, state, train_data = _setup(coat, loss="infonce")
+    assert state.adv_params == {}
+    state, stats = fns.cf_epoch(state, train_data)
+    assert float(stats["kl"]) == 0.0 and np.isfinite(float(stats["loss"]))
