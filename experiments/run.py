@@ -91,7 +91,10 @@ def default_workdir(cfg: TrainConfig) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    print(f"JAX {jax.__version__}; platform {jax.default_backend()}; devices {jax.devices()}")
+    print(
+        f"JAX {jax.__version__}; platform {jax.default_backend()}; devices {jax.devices()}",
+        flush=True,
+    )
     try:
         cfg = config_from_flags()
         train_and_evaluate(cfg, FLAGS.workdir or default_workdir(cfg))

@@ -32,6 +32,11 @@ def _format_metrics(metrics: dict[str, float], keys=("recall@20", "ndcg@20")) ->
     return " ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics)
 
 
+def print_flushed(line: str) -> None:
+    """Progress goes out at once, even when stdout is a file or a pipe."""
+    print(line, flush=True)
+
+
 def results_table(results: dict[str, dict[str, float]]) -> str:
     """A plain-text table: one row per evaluator, one column per metric."""
     names = list(results)
@@ -49,7 +54,7 @@ def train_and_evaluate(
     workdir: str | None = None,
     *,
     data: SplitData | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print_flushed,
 ) -> dict:
     """Trains per cfg with early stopping on valid Recall@20 and reports every evaluator.
 

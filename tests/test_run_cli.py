@@ -1,0 +1,65 @@
+"""experiments.run as a user runs it: a subprocess, its exit code and what it prints."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(*args, cwd=REPO):
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.run", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _assert_one_line_error(proc, *fragments):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def test_missing_data_dir(tmp_path):
+    missing = tmp_path / "nowhere"
+    _assert_one_line_error(_run(f"--data_dir={missing}", f"--workdir={tmp_path}/w"), str(missing))
+
+
+def test_malformed_split_file_names_file_and_line(tmp_path):
+    split = tmp_path / "split"
+    split.mkdir()
+    (split / "train.txt").write_text("0 1 2\n1 2 x3\n")
+    _assert_one_line_error(
+        _run(f"--data_dir={split}", f"--workdir={tmp_path}/w"), "train.txt:2", "x3"
+    )
+
+
+def test_bad_setting_is_one_line(tmp_path):
+    _assert_one_line_error(_run("--loss=hinge", f"--workdir={tmp_path}/w"), "hinge")
+    _assert_one_line_error(_run("--ks=10,x", f"--workdir={tmp_path}/w"), "--ks")
+
+
+@pytest.mark.parametrize("flagfile", ["coat_mf_advinfonce.flags"])
+def test_flagfile_run_writes_results(tmp_path, flagfile):
+    proc = _run(
+        f"--flagfile=experiments/configs/{flagfile}",
+        "--max_epochs=3",
+        "--eval_every=1",
+        f"--workdir={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "platform " in proc.stdout and "devices " in proc.stdout
+    assert proc.stdout.count("epoch ") >= 3
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["flags"]["loss"] == "adv_infonce" and results["flags"]["tau"] == 0.75
+    assert 1 <= results["best_epoch"] <= 3
+    assert set(results) >= {"valid", "test_id", "test_ood"}
