@@ -26,6 +26,7 @@ from jax.typing import ArrayLike
 
 from advjax.data.splits import Interactions, SplitData
 from advjax.metrics import METRIC_NAMES, per_user_topk_metrics, select_top_k
+from advjax.models.scores import l2_normalize
 
 
 class _Batches(NamedTuple):
@@ -101,12 +102,6 @@ def _scatter_mask(rows: jax.Array, items: jax.Array, batch_size: int, n_items: i
     return mask[:, :n_items]
 
 
-def _l2_normalize(x: jax.Array) -> jax.Array:
-    """Rows scaled to unit norm (SPEC §1 pred_norm); zero rows stay zero."""
-    norm = jnp.linalg.norm(x, axis=-1, keepdims=True)
-    return x / jnp.maximum(norm, 1e-12)
-
-
 def _batch_inputs(
     user_hat: jax.Array,
     item_hat: jax.Array,
@@ -145,7 +140,7 @@ def _evaluate_batches(
     ks: tuple[int, ...],
 ) -> dict[str, jax.Array]:
     """Per-user metrics for all batches: each float32 [n_batches, batch]."""
-    user_hat, item_hat = _l2_normalize(user_emb), _l2_normalize(item_emb)
+    user_hat, item_hat = l2_normalize(user_emb), l2_normalize(item_emb)
     return jax.lax.map(
         lambda batch: _batch_metrics(user_hat, item_hat, not_candidate, batch, ks), batches
     )
@@ -160,7 +155,7 @@ def _top_items_batches(
     k: int,
 ) -> jax.Array:
     """int32 [n_batches, batch, k]: each user's ranked list after exclusion."""
-    user_hat, item_hat = _l2_normalize(user_emb), _l2_normalize(item_emb)
+    user_hat, item_hat = l2_normalize(user_emb), l2_normalize(item_emb)
 
     def top_items(batch):
         return select_top_k(*_batch_inputs(user_hat, item_hat, not_candidate, batch), k)
