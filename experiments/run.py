@@ -23,7 +23,8 @@ _HELP = {
     "dataset": "Embedded dataset, used when --data_dir is empty (only 'coat' ships).",
     "data_dir": "Split directory: train.txt, valid.txt, test_id.txt / test_ood.txt[.gz].",
     "n_layers": "LightGCN propagation layers; 0 = MF.",
-    "propagation": "LightGCN sparse product: auto (fastest on this platform), bcoo, segment_sum.",
+    "propagation": "LightGCN sparse product: auto (fastest on this platform), bcoo, "
+    "segment_sum, host_csr (CPU).",
     "emb_dim": "Embedding size.",
     "loss": "Training loss: infonce or adv_infonce.",
     "hardness": "Hardness model of adv_infonce: embed or mlp.",

@@ -20,11 +20,13 @@ class Graph(NamedTuple):
       rows: int32 [2E], target node of each edge (sorted ascending).
       cols: int32 [2E], source node of each edge.
       weights: float32 [2E].
+      indptr: int32 [n_nodes + 1], CSR row offsets into the edge arrays.
     """
 
     rows: np.ndarray
     cols: np.ndarray
     weights: np.ndarray
+    indptr: np.ndarray
 
 
 def normalized_graph(train: Interactions, n_items: int) -> Graph:
@@ -46,4 +48,17 @@ def normalized_graph(train: Interactions, n_items: int) -> Graph:
     order = np.lexsort((cols, rows))
     rows, cols = rows[order], cols[order]
     weights = 1.0 / np.sqrt(deg[rows].astype(np.float64) * deg[cols])
-    return Graph(rows.astype(np.int32), cols.astype(np.int32), weights.astype(np.float32))
+    indptr = np.searchsorted(rows, np.arange(n_users + n_items + 1))
+    return Graph(
+        rows.astype(np.int32),
+        cols.astype(np.int32),
+        weights.astype(np.float32),
+        indptr.astype(np.int32),
+    )
+
+
+def empty_graph() -> Graph:
+    """A graph with no edges, for backbones that never propagate (MF)."""
+    return Graph(
+        np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(1, np.int32)
+    )

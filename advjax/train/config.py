@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from advjax.errors import ConfigError
+from advjax.models import propagation
 
 LOSSES = ("infonce", "adv_infonce")
 
@@ -17,7 +18,7 @@ class TrainConfig:
       dataset: embedded dataset name, used when data_dir is empty.
       data_dir: a split directory; overrides dataset.
       n_layers: LightGCN layers; 0 = MF.
-      propagation: "auto", "bcoo" or "segment_sum".
+      propagation: "auto" (the platform's fastest) or one of models.propagation.METHODS.
       emb_dim: embedding size.
       loss: "infonce" or "adv_infonce".
       hardness: hardness model, "embed" or "mlp" (adv_infonce only).
@@ -65,9 +66,10 @@ class TrainConfig:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {LOSSES}")
         if self.hardness not in ("embed", "mlp"):
             raise ConfigError(f"unknown hardness model {self.hardness!r}; choose embed or mlp")
-        if self.propagation not in ("auto", "bcoo", "segment_sum"):
+        if self.propagation not in ("auto", *propagation.METHODS):
             raise ConfigError(
-                f"unknown propagation {self.propagation!r}; choose auto, bcoo or segment_sum"
+                f"unknown propagation {self.propagation!r}; choose auto or one of "
+                f"{propagation.METHODS}"
             )
         for name in ("n_neg", "batch_size", "emb_dim", "eval_every", "eval_batch_size", "t_adv"):
             if getattr(self, name) < 1:

@@ -13,12 +13,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from advjax import losses
 from advjax.data import SplitData
-from advjax.data.graph import Graph, normalized_graph
+from advjax.data.graph import Graph, empty_graph, normalized_graph
 from advjax.errors import ConfigError
 from advjax.models import hardness_logits, lightgcn_embed
 from advjax.models.scores import l2_normalize, pair_scores
@@ -45,10 +44,8 @@ class TrainData(NamedTuple):
 
 def make_train_data(data: SplitData, n_layers: int) -> TrainData:
     """Device arrays of a split's training pairs, with its graph when LightGCN needs it."""
-    if n_layers:
-        graph = normalized_graph(data.train, data.n_items)
-    else:  # MF never propagates; an empty graph keeps one TrainData type for every backbone.
-        graph = Graph(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32))
+    # MF never propagates; an empty graph keeps one TrainData type for every backbone.
+    graph = normalized_graph(data.train, data.n_items) if n_layers else empty_graph()
     return TrainData(make_train_pairs(data.train), Graph(*map(jnp.asarray, graph)))
 
 

@@ -6,6 +6,7 @@ import pytest
 from advjax.data import load_dataset
 from advjax.data.graph import Graph, normalized_graph
 from advjax.models import init_embeddings, lightgcn_embed, propagate
+from advjax.models.propagation import METHODS
 from tests.helpers import shared_split
 
 
@@ -34,9 +35,11 @@ def test_graph_matches_dense_normalised_adjacency():
     np.testing.assert_allclose(built, _dense_adjacency(data), rtol=1e-6, atol=1e-7)
     order = np.lexsort((graph.cols, graph.rows))
     np.testing.assert_array_equal(order, np.arange(len(order)))  # sorted by (row, col)
+    row_counts = np.bincount(graph.rows, minlength=n)
+    np.testing.assert_array_equal(graph.indptr, np.concatenate([[0], np.cumsum(row_counts)]))
 
 
-@pytest.mark.parametrize("method", ["bcoo", "segment_sum"])
+@pytest.mark.parametrize("method", METHODS)
 def test_propagate_matches_float64_reference(method):
     data = load_dataset("coat")
     adj = _dense_adjacency(data)
@@ -50,8 +53,9 @@ def test_propagate_matches_float64_reference(method):
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["segment_sum", "host_csr"])
 @pytest.mark.parametrize("name", ["coat", "yahoo.new"])
-def test_bcoo_equals_segment_sum_values_and_gradients(name):
+def test_fast_paths_equal_bcoo_values_and_gradients(name, method):
     data = load_dataset("coat") if name == "coat" else shared_split(name)
     graph = _device_graph(data)
     n = data.n_users + data.n_items
@@ -62,11 +66,11 @@ def test_bcoo_equals_segment_sum_values_and_gradients(name):
         return jnp.sum(w * propagate(x, graph, 2, method))
 
     by_bcoo = propagate(x, graph, 2, "bcoo")
-    by_segments = propagate(x, graph, 2, "segment_sum")
-    np.testing.assert_allclose(np.asarray(by_bcoo), np.asarray(by_segments), atol=1e-5)
+    by_method = jax.jit(propagate, static_argnums=(2, 3))(x, graph, 2, method)
+    np.testing.assert_allclose(np.asarray(by_bcoo), np.asarray(by_method), atol=1e-5)
     grad_bcoo = jax.grad(objective)(x, "bcoo")
-    grad_segments = jax.grad(objective)(x, "segment_sum")
-    np.testing.assert_allclose(np.asarray(grad_bcoo), np.asarray(grad_segments), atol=1e-5)
+    grad_method = jax.jit(jax.grad(objective), static_argnums=1)(x, method)
+    np.testing.assert_allclose(np.asarray(grad_bcoo), np.asarray(grad_method), atol=1e-5)
 
 
 def test_lightgcn_with_zero_layers_is_mf():
