@@ -114,7 +114,7 @@ def train_and_evaluate(
         epochs_run = epoch + 1
         line += f" | {time.perf_counter() - tick:6.2f}s | loss {stats['loss']:.4f}"
         if cfg.adversarial:
-            line += f" | kl {stats['kl']:.4f}"
+            line += f" | kl {stats['kl']:.3g}"
         if adv_stats is not None:
             line += f" | adv #{int(state.adv_epochs)} loss {adv_stats['loss']:.4f}"
         last = epoch + 1 == cfg.max_epochs
