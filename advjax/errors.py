@@ -15,3 +15,7 @@ class NonFiniteError(AdvjaxError):
 
 class ConfigError(AdvjaxError, ValueError):
     """A setting is out of range or unknown."""
+
+
+class WorkdirError(AdvjaxError):
+    """The workdir cannot be created or written."""

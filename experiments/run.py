@@ -14,7 +14,7 @@ import os
 import sys
 
 import jax
-from absl import app, flags
+from absl import app, flags, logging
 
 from advjax.errors import AdvjaxError, ConfigError
 from advjax.train import TrainConfig, train_and_evaluate
@@ -61,7 +61,22 @@ def _define_flags() -> None:
         else:
             flags.DEFINE_string(name, default, help_text)
     flags.DEFINE_string(
-        "workdir", "", "Where results.json goes; default runs/<dataset>-<backbone>-<loss>."
+        "workdir",
+        "",
+        "Checkpoints and results.json; default runs/<dataset>-<backbone>-<loss>. A workdir "
+        "holding checkpoints of the same configuration is resumed from the newest.",
+    )
+    flags.DEFINE_bool(
+        "restart", False, "Discard the workdir's checkpoints of another configuration."
+    )
+    flags.DEFINE_integer("max_to_keep", 3, "Newest state checkpoints kept in the workdir.")
+    flags.DEFINE_string(
+        "compilation_cache",
+        os.environ.get("JAX_COMPILATION_CACHE_DIR")
+        or os.path.join(os.path.expanduser("~"), ".cache", "advjax", "xla"),
+        "Persistent XLA compilation cache (default: $JAX_COMPILATION_CACHE_DIR, else "
+        "~/.cache/advjax/xla): a second run of the same shapes skips most of its compile "
+        "time. Empty disables it.",
     )
 
 
@@ -90,6 +105,10 @@ def default_workdir(cfg: TrainConfig) -> str:
 
 
 def main(argv: list[str]) -> None:
+    logging.set_verbosity(logging.WARNING)  # progress goes to stdout; keep library chatter out
+    if FLAGS.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", FLAGS.compilation_cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     print(
@@ -98,7 +117,12 @@ def main(argv: list[str]) -> None:
     )
     try:
         cfg = config_from_flags()
-        train_and_evaluate(cfg, FLAGS.workdir or default_workdir(cfg))
+        train_and_evaluate(
+            cfg,
+            FLAGS.workdir or default_workdir(cfg),
+            restart=FLAGS.restart,
+            max_to_keep=FLAGS.max_to_keep,
+        )
     except (AdvjaxError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import jax
 
+from advjax.checkpoints import LoopState, RunCheckpoints
 from advjax.data import SplitData, load_dataset
 from advjax.errors import NonFiniteError
 from advjax.evaluation import build_evaluators
@@ -55,14 +56,20 @@ def train_and_evaluate(
     *,
     data: SplitData | None = None,
     log: Callable[[str], None] = print_flushed,
+    restart: bool = False,
+    max_to_keep: int = 3,
 ) -> dict:
     """Trains per cfg with early stopping on valid Recall@20 and reports every evaluator.
 
     Args:
       cfg: run settings.
-      workdir: where results.json goes; None writes nothing.
+      workdir: where checkpoints and results.json go (advjax/checkpoints.py); a workdir
+        holding checkpoints of the same configuration is resumed from the newest.
+        None writes nothing.
       data: a loaded split; None loads cfg.data_dir, or the embedded cfg.dataset.
       log: receives one progress line per epoch and the final table.
+      restart: discard checkpoints of another configuration instead of refusing them.
+      max_to_keep: newest state checkpoints kept.
 
     Returns:
       {"best_epoch": int, evaluator name -> {metric@k: value}, "flags": cfg as a dict,
@@ -90,10 +97,24 @@ def train_and_evaluate(
         user_emb, item_emb = fns.embed(params, train_data.graph)
         return {n: evaluators[n].evaluate(user_emb, item_emb, cfg.ks) for n in names}
 
+    ckpt = None
+    loop, best_params = LoopState(), None
+    if workdir:
+        ckpt = RunCheckpoints(workdir, cfg, max_to_keep=max_to_keep, restart=restart, log=log)
+        restored = ckpt.restore_latest(state)
+        if restored is not None:
+            state, loop = restored
+            best_params = ckpt.restore_best(jax.device_get(state.cf_params))
+            log(
+                f"resumed from the checkpoint of epoch {int(state.epoch)} in {workdir} "
+                f"(best valid {EARLY_STOP_METRIC} {loop.best_score:.4f} at epoch "
+                f"{loop.best_epoch})"
+            )
+
     has_valid = "valid" in evaluators
-    best_params, best_epoch, best_score, stale = None, 0, -math.inf, 0
-    epochs_run = 0
-    for epoch in range(cfg.max_epochs):
+    for epoch in range(int(state.epoch), cfg.max_epochs):
+        if has_valid and loop.stale >= cfg.patience:
+            break  # a resumed run that had already stopped early
         tick = time.perf_counter()
         line = f"epoch {epoch + 1:4d}"
         adversarial = cfg.adversarial and is_adversarial_epoch(
@@ -111,44 +132,48 @@ def train_and_evaluate(
         state, stats = fns.cf_epoch(state, train_data)
         stats = {k: float(v) for k, v in stats.items()}
         _check_finite(stats, f"in epoch {epoch + 1} (steps up to {int(state.step)})")
-        epochs_run = epoch + 1
         line += f" | {time.perf_counter() - tick:6.2f}s | loss {stats['loss']:.4f}"
         if cfg.adversarial:
             line += f" | kl {stats['kl']:.3g}"
         if adv_stats is not None:
             line += f" | adv #{int(state.adv_epochs)} loss {adv_stats['loss']:.4f}"
-        last = epoch + 1 == cfg.max_epochs
-        if has_valid and ((epoch + 1) % cfg.eval_every == 0 or last):
-            valid = evaluate(state.cf_params, ["valid"])["valid"]
-            _check_finite(valid, f"in validation after epoch {epoch + 1}")
-            line += f" | valid {_format_metrics(valid)}"
-            if valid[EARLY_STOP_METRIC] > best_score:
-                best_score, best_epoch, stale = valid[EARLY_STOP_METRIC], epoch + 1, 0
-                # Copied to host: the next epoch donates the state's device buffers.
-                best_params = jax.device_get(state.cf_params)
-                line += " *"
-            else:
-                stale += 1
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.max_epochs:
+            if has_valid:
+                valid = evaluate(state.cf_params, ["valid"])["valid"]
+                _check_finite(valid, f"in validation after epoch {epoch + 1}")
+                line += f" | valid {_format_metrics(valid)}"
+                if valid[EARLY_STOP_METRIC] > loop.best_score:
+                    loop = LoopState(valid[EARLY_STOP_METRIC], epoch + 1, 0)
+                    # Copied to host: the next epoch donates the state's device buffers.
+                    best_params = jax.device_get(state.cf_params)
+                    if ckpt:
+                        ckpt.save_best(epoch + 1, best_params)
+                    line += " *"
+                else:
+                    loop.stale += 1
+            if ckpt:
+                ckpt.save(state, loop)
         log(line)
-        if has_valid and stale >= cfg.patience:
+        if has_valid and loop.stale >= cfg.patience:
             log(f"early stop: {cfg.patience} validations without a better {EARLY_STOP_METRIC}")
             break
+    epochs_run = int(state.epoch)
     if best_params is None:  # no validation split: report the final model
-        best_params, best_epoch = jax.device_get(state.cf_params), epochs_run
+        best_params, loop.best_epoch = jax.device_get(state.cf_params), epochs_run
 
     report = evaluate(best_params, list(evaluators))
     for name, metrics in report.items():
         _check_finite(metrics, f"in the final {name} evaluation")
     elapsed = time.perf_counter() - start
-    log(f"best epoch {best_epoch} of {epochs_run}; {elapsed:.1f}s\n" + results_table(report))
+    log(f"best epoch {loop.best_epoch} of {epochs_run}; {elapsed:.1f}s\n" + results_table(report))
     results = {
-        "best_epoch": best_epoch,
+        "best_epoch": loop.best_epoch,
         **report,
         "flags": dataclasses.asdict(cfg),
         "timing": {"total_s": elapsed, "epochs": epochs_run},
     }
-    if workdir:
-        os.makedirs(workdir, exist_ok=True)
+    if ckpt:
+        ckpt.close()
         path = os.path.join(workdir, "results.json")
         with open(path + ".tmp", "w") as f:
             json.dump(results, f, indent=2)

@@ -1,0 +1,190 @@
+"""Checkpoints of a run's workdir with Orbax: resume exactly, keep the best, refuse strangers.
+
+Layout of a workdir:
+  config.json            the TrainConfig that wrote the checkpoints (compared on resume)
+  checkpoints/<epoch>/   the whole TrainState + early-stopping state, at every validation;
+                         the newest `max_to_keep` are kept
+  best/<epoch>/          CF parameters of the best validation so far (one kept)
+  checkpoints_unreadable/<epoch>/  checkpoints that failed to restore, moved aside
+  results.json           the final report
+
+A resumed run replays the uninterrupted one bit for bit: every random draw is a
+function of the root key and the counters saved in the state (see WORKSPACE.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from collections.abc import Callable
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from advjax.errors import ConfigError, WorkdirError
+from advjax.train.config import TrainConfig
+from advjax.train.state import TrainState
+
+# Settings that change nothing a checkpoint holds: a run may resume with other values.
+_RESUMABLE_CHANGES = ("max_epochs", "eval_batch_size")
+
+
+@dataclasses.dataclass
+class LoopState:
+    """Early-stopping bookkeeping saved beside the TrainState."""
+
+    best_score: float = -np.inf
+    best_epoch: int = 0
+    stale: int = 0
+
+
+def _config_dict(cfg: TrainConfig) -> dict:
+    values = dataclasses.asdict(cfg)
+    values["ks"] = list(values["ks"])
+    return values
+
+
+def _host_tree(state: TrainState):
+    """State as NumPy arrays with the typed PRNG key as raw data (Orbax stores arrays)."""
+    return jax.device_get(state.replace(key=jax.random.key_data(state.key)))
+
+
+class RunCheckpoints:
+    """The checkpoints of one workdir.
+
+    Args:
+      workdir: the run's directory (created if missing).
+      cfg: the run's configuration.
+      max_to_keep: newest state checkpoints kept.
+      restart: discard checkpoints of another configuration instead of refusing them.
+      log: receives one line per notable event (resume, fallback, restart).
+    """
+
+    def __init__(
+        self,
+        workdir: str,
+        cfg: TrainConfig,
+        *,
+        max_to_keep: int = 3,
+        restart: bool = False,
+        log: Callable[[str], None] = print,
+    ):
+        self.workdir = os.path.abspath(workdir)
+        self.log = log
+        try:
+            os.makedirs(self.workdir, exist_ok=True)
+            probe = os.path.join(self.workdir, ".write_test")
+            with open(probe, "w") as f:
+                f.write("ok")
+            os.remove(probe)
+        except OSError as err:
+            raise WorkdirError(f"{self.workdir}: workdir not writable ({err.strerror})") from None
+        self._check_config(cfg, restart)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True
+        )
+        self._states = ocp.CheckpointManager(
+            os.path.join(self.workdir, "checkpoints"), options=options
+        )
+        self._best = ocp.CheckpointManager(
+            os.path.join(self.workdir, "best"),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=1, enable_async_checkpointing=False, create=True
+            ),
+        )
+
+    def _check_config(self, cfg: TrainConfig, restart: bool) -> None:
+        path = os.path.join(self.workdir, "config.json")
+        current = _config_dict(cfg)
+        if os.path.exists(path):
+            with open(path) as f:
+                saved = json.load(f)
+            changed = {
+                k: (saved.get(k), v)
+                for k, v in current.items()
+                if k not in _RESUMABLE_CHANGES and saved.get(k) != v
+            }
+            if changed and not restart:
+                diff = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
+                raise ConfigError(
+                    f"{self.workdir} holds checkpoints of another configuration ({diff}); "
+                    "pass --restart to discard them, or choose another --workdir"
+                )
+            if changed:
+                self.log(f"--restart: discarding the checkpoints in {self.workdir}")
+                for sub in ("checkpoints", "best"):
+                    shutil.rmtree(os.path.join(self.workdir, sub), ignore_errors=True)
+        with open(path + ".tmp", "w") as f:
+            json.dump(current, f, indent=2)
+        os.replace(path + ".tmp", path)
+
+    def save(self, state: TrainState, loop: LoopState) -> None:
+        """Saves the state reached after epoch `state.epoch` with its loop bookkeeping."""
+        epoch = int(state.epoch)
+        self._states.save(
+            epoch,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_host_tree(state)),
+                loop=ocp.args.JsonSave(dataclasses.asdict(loop)),
+            ),
+        )
+
+    def save_best(self, epoch: int, cf_params) -> None:
+        """Saves the CF parameters of a new best validation."""
+        self._best.save(epoch, args=ocp.args.StandardSave(jax.device_get(cf_params)))
+
+    def restore_latest(self, template: TrainState) -> tuple[TrainState, LoopState] | None:
+        """The newest readable checkpoint, or None when there is none.
+
+        A checkpoint that fails to restore is reported in one line and moved to
+        checkpoints_unreadable/, and the next older one is tried.
+        """
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _host_tree(template))
+        for epoch in sorted(self._states.all_steps(), reverse=True):
+            try:
+                restored = self._states.restore(
+                    epoch,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract), loop=ocp.args.JsonRestore()
+                    ),
+                )
+            except Exception as err:  # noqa: BLE001 - any failure means unreadable
+                self._set_aside(epoch, err)
+                continue
+            tree = restored.state
+            state = tree.replace(key=jax.random.wrap_key_data(tree.key))
+            loop = LoopState(**restored.loop)
+            # A best checkpoint newer than this state belongs to epochs about to be replayed.
+            for step in self._best.all_steps():
+                if step > loop.best_epoch:
+                    self._best.delete(step)
+            return state, loop
+        return None
+
+    def restore_best(self, template_params):
+        """CF parameters of the best validation, or None when none was saved."""
+        epoch = self._best.latest_step()
+        if epoch is None:
+            return None
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template_params)
+        return self._best.restore(epoch, args=ocp.args.StandardRestore(abstract))
+
+    def _set_aside(self, epoch: int, err: Exception) -> None:
+        source = os.path.join(self.workdir, "checkpoints", str(epoch))
+        target = os.path.join(self.workdir, "checkpoints_unreadable", str(epoch))
+        first_line = (str(err).splitlines() or [""])[0][:200]
+        self.log(
+            f"checkpoint of epoch {epoch} is unreadable ({type(err).__name__}: {first_line}); "
+            f"moved to {target}, trying the previous one"
+        )
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.move(source, target)
+        self._states.reload()
+
+    def close(self) -> None:
+        self._states.close()
+        self._best.close()

@@ -1,0 +1,262 @@
+"""The floor of a training epoch: the FLOPs and bytes it must move, and the machine's rates.
+
+A CF step (advjax/train/steps.py, cf_epoch) with B users, N negatives, d dims, I items,
+U users, L LightGCN layers over 2E directed edges costs, counted term by term:
+
+  scores       3 x (pair_scores of the N negatives + pair_scores of the positive):
+               forward + two backward products. pair_scores is the dense [B, I]
+               product when I <= 128 n (n = items per row; advjax/models/scores.py),
+               2 B I d FLOPs moving (B d + I d + B I) floats; else a gather of
+               [B, n, d] rows, 2 B n d FLOPs moving B n (d + 1) gathered words
+               (rows + ids) and B d + B n streamed words (user rows, scores).
+  hardness     adv_infonce only: the hardness logits, the same product with the
+               hardness tables (dim h), forward only: the CF pass does not
+               differentiate the hardness model.
+  propagation  LightGCN only: L layers x 2 (forward, backward) CSR products over the
+               2E edges and U + I nodes: per edge 2 d FLOPs and 4 + 4 + 4 d gathered
+               bytes (column id, weight, source row); per node 4 + 4 d streamed bytes
+               (row offset, output row written once). A COO / segment_sum kernel also
+               accumulates a row per edge (another 4 d per edge), but SciPy's CSR
+               kernel (host_csr, the CPU default) does not, and measured faster than a
+               floor that counts it: a floor must bound every path.
+  adam         dense Adam over the (U + I) d layer-0 parameters: read parameter,
+               gradient and both moments, write parameter and moments (7 words each),
+               about 12 FLOPs each.
+
+An adversarial step (adv_epoch) scores with the frozen CF tables (forward only, x1),
+differentiates the hardness logits (x3) and runs Adam over the hardness tables; its
+epoch also propagates once, forward only.
+
+Left out as small or implementation-dependent: negative sampling (a few int32 reads per
+negative), the L2 penalty, the loss' elementwise work. Every term is a lower bound on
+what the step must do, so the floor is a lower bound on the epoch time:
+
+  floor_s = max(flops / gemm_rate, stream_bytes / stream_rate + gather_bytes / gather_rate)
+
+with the rates measured on this machine by ``measure_rates`` (best of a cache-sized and
+a memory-sized problem, so the floor stays a floor when the tables fit in cache).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from advjax.models.scores import DENSE_ITEMS_PER_NEG
+
+WORD = 4  # bytes of a float32 or an int32
+ADAM_FLOPS_PER_PARAM = 12
+ADAM_WORDS_PER_PARAM = 7
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """Work of one piece of a step: FLOPs, streamed bytes and randomly gathered bytes."""
+
+    flops: float = 0.0
+    stream_bytes: float = 0.0
+    gather_bytes: float = 0.0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            self.flops + other.flops,
+            self.stream_bytes + other.stream_bytes,
+            self.gather_bytes + other.gather_bytes,
+        )
+
+    def __mul__(self, times: float) -> Cost:
+        return Cost(self.flops * times, self.stream_bytes * times, self.gather_bytes * times)
+
+    __rmul__ = __mul__
+
+    @property
+    def bytes(self) -> float:
+        return self.stream_bytes + self.gather_bytes
+
+
+def score_cost(batch: int, n_items: int, n_per_row: int, dim: int) -> Cost:
+    """Forward cost of pair_scores(user_vecs [B, d], item_table [I, d], items [B, n])."""
+    if n_items <= DENSE_ITEMS_PER_NEG * n_per_row:
+        return Cost(
+            flops=2 * batch * n_items * dim,
+            stream_bytes=WORD * (batch * dim + n_items * dim + batch * n_items),
+        )
+    return Cost(
+        flops=2 * batch * n_per_row * dim,
+        stream_bytes=WORD * (batch * dim + batch * n_per_row),
+        gather_bytes=WORD * batch * n_per_row * (dim + 1),
+    )
+
+
+def propagation_cost(n_edges: int, n_nodes: int, dim: int, n_layers: int, passes: int) -> Cost:
+    """L layers of CSR products over n_edges edges and n_nodes rows, `passes` times."""
+    products = n_layers * passes
+    return Cost(
+        flops=products * n_edges * 2 * dim,
+        stream_bytes=products * n_nodes * (WORD + WORD * dim),
+        gather_bytes=products * n_edges * (WORD + WORD + WORD * dim),
+    )
+
+
+def adam_cost(n_params: int) -> Cost:
+    """One dense Adam update of n_params float32 parameters."""
+    return Cost(
+        flops=ADAM_FLOPS_PER_PARAM * n_params,
+        stream_bytes=ADAM_WORDS_PER_PARAM * WORD * n_params,
+    )
+
+
+def cf_step_terms(
+    *,
+    n_users: int,
+    n_items: int,
+    batch: int,
+    n_neg: int,
+    dim: int,
+    n_layers: int,
+    n_edges: int,
+    adversarial: bool,
+    hardness_dim: int | None = None,
+) -> dict[str, Cost]:
+    """Named cost terms of one CF step (see the module docstring)."""
+    hardness_dim = dim if hardness_dim is None else hardness_dim
+    terms = {
+        "scores": 3 * (score_cost(batch, n_items, n_neg, dim) + score_cost(batch, n_items, 1, dim))
+    }
+    if adversarial:
+        terms["hardness"] = score_cost(batch, n_items, n_neg, hardness_dim)
+    if n_layers:
+        terms["propagation"] = propagation_cost(n_edges, n_users + n_items, dim, n_layers, passes=2)
+    terms["adam"] = adam_cost((n_users + n_items) * dim)
+    return terms
+
+
+def adv_step_terms(
+    *,
+    n_users: int,
+    n_items: int,
+    batch: int,
+    n_neg: int,
+    dim: int,
+    hardness_dim: int | None = None,
+) -> dict[str, Cost]:
+    """Named cost terms of one adversarial step (hardness model "embed")."""
+    hardness_dim = dim if hardness_dim is None else hardness_dim
+    return {
+        "scores": score_cost(batch, n_items, n_neg, dim) + score_cost(batch, n_items, 1, dim),
+        "hardness": 3 * score_cost(batch, n_items, n_neg, hardness_dim),
+        "adam": adam_cost((n_users + n_items) * hardness_dim),
+    }
+
+
+def total(terms: dict[str, Cost]) -> Cost:
+    out = Cost()
+    for cost in terms.values():
+        out = out + cost
+    return out
+
+
+def floor_seconds(cost: Cost, rates: dict[str, float]) -> float:
+    """max(flops / gemm, stream / stream_bw + gather / gather_bw); rates in GFLOP/s, GB/s."""
+    compute = cost.flops / (rates["gemm_gflop_s"] * 1e9)
+    memory = cost.stream_bytes / (rates["stream_gb_s"] * 1e9) + cost.gather_bytes / (
+        rates["gather_gb_s"] * 1e9
+    )
+    return max(compute, memory)
+
+
+def floor_formula(cost: Cost, rates: dict[str, float]) -> str:
+    """The floor arithmetic as one line a reader can check."""
+    compute = cost.flops / (rates["gemm_gflop_s"] * 1e9)
+    stream = cost.stream_bytes / (rates["stream_gb_s"] * 1e9)
+    gather = cost.gather_bytes / (rates["gather_gb_s"] * 1e9)
+    return (
+        f"max({cost.flops / 1e9:.3f} GFLOP / {rates['gemm_gflop_s']:.1f} GFLOP/s = {compute:.4f} s,"
+        f" {cost.stream_bytes / 1e9:.3f} GB / {rates['stream_gb_s']:.1f} GB/s"
+        f" + {cost.gather_bytes / 1e9:.3f} GB / {rates['gather_gb_s']:.1f} GB/s"
+        f" = {stream + gather:.4f} s) = {max(compute, stream + gather):.4f} s"
+    )
+
+
+def _best_seconds(fn, *args, repeats: int) -> float:
+    """Best wall time of fn(*args) after one untimed call (compilation, first touch)."""
+    jax.block_until_ready(fn(*args))
+    best = np.inf
+    for _ in range(repeats):
+        tick = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - tick)
+    return best
+
+
+def _best_seconds_in_place(fn, x: jax.Array, repeats: int) -> float:
+    """Best time of x = fn(x) with x donated: no fresh output pages to fault in."""
+    x = jax.block_until_ready(fn(x))
+    best = np.inf
+    for _ in range(repeats):
+        tick = time.perf_counter()
+        x = jax.block_until_ready(fn(x))
+        best = min(best, time.perf_counter() - tick)
+    return best
+
+
+def measure_rates(*, repeats: int = 5, gemm_size: int = 1024, dim: int = 64) -> dict:
+    """The machine's GEMM rate, streaming and random-row-gather bandwidths, best of repeats.
+
+    GEMM: a jitted float32 [n, n] @ [n, n], 2 n^3 FLOPs. Streaming: a jitted x + 1 on
+    a donated float32 array (read + write, in place) and a jitted sum (read), at 4 MB
+    (cache) and 128 MB (memory). Gather: random [d]-rows of a float32 table by int32 id
+    (id + row read + row write per row), from tables of 4 MB and 256 MB, by XLA
+    (jitted table[ids]) and by NumPy (np.take into a preallocated buffer): XLA's CPU
+    gather is the slower of the two, and the floor is the machine's, not XLA's.
+
+    Returns:
+      {"gemm_gflop_s", "stream_gb_s", "gather_gb_s": the best measured of each kind,
+       "measured": every measurement by name}.
+    """
+    measured = {}
+    n = gemm_size
+    a = jnp.ones((n, n), jnp.float32)
+    b = jnp.full((n, n), 0.5, jnp.float32)
+    seconds = _best_seconds(jax.jit(jnp.matmul), a, b, repeats=repeats)
+    measured[f"gemm_{n}_gflop_s"] = 2 * n**3 / seconds / 1e9
+    del a, b
+
+    add_one = jax.jit(lambda x: x + 1.0, donate_argnums=0)
+    total_sum = jax.jit(jnp.sum)
+    for label, n_bytes in (("4mb", 4 << 20), ("128mb", 128 << 20)):
+        x = jnp.ones((n_bytes // WORD,), jnp.float32)
+        seconds = _best_seconds(total_sum, x, repeats=repeats)
+        measured[f"sum_{label}_gb_s"] = n_bytes / seconds / 1e9
+        seconds = _best_seconds_in_place(add_one, x, repeats=repeats)
+        measured[f"copy_{label}_gb_s"] = 2 * n_bytes / seconds / 1e9
+
+    gather = jax.jit(lambda table, ids: table[ids])
+    n_out = 1 << 15  # 8 MB of gathered rows: small enough for the allocator to reuse
+    gathered_bytes = n_out * WORD * (2 * dim + 1)
+    rng = np.random.default_rng(0)
+    for label, n_bytes in (("4mb", 4 << 20), ("256mb", 256 << 20)):
+        n_rows = n_bytes // (WORD * dim)
+        table = np.ones((n_rows, dim), np.float32)
+        ids = rng.integers(0, n_rows, n_out).astype(np.int32)
+        seconds = _best_seconds(gather, jnp.asarray(table), jnp.asarray(ids), repeats=repeats)
+        measured[f"gather_xla_{label}_gb_s"] = gathered_bytes / seconds / 1e9
+        out = np.empty((n_out, dim), np.float32)
+        take = functools.partial(np.take, axis=0, out=out)
+        seconds = _best_seconds(take, table, ids, repeats=repeats)
+        measured[f"gather_numpy_{label}_gb_s"] = gathered_bytes / seconds / 1e9
+
+    def best(prefixes: tuple[str, ...]) -> float:
+        return max(v for k, v in measured.items() if k.startswith(prefixes))
+
+    return {
+        "gemm_gflop_s": best(("gemm",)),
+        "stream_gb_s": best(("copy", "sum")),
+        "gather_gb_s": best(("gather",)),
+        "measured": measured,
+    }

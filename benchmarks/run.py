@@ -1,0 +1,612 @@
+"""Training and evaluation speed per cell, against the machine's floor.
+
+  python -m benchmarks.run --quick                 # Yahoo!R3, MF and LightGCN x AdvInfoNCE
+  python -m benchmarks.run                          # {yahoo, kuairec, gowalla} x {mf, lightgcn}
+                                                    #   x {infonce, adv_infonce}
+  python -m benchmarks.run --only=yahoo/lightgcn/adv_infonce --json=/tmp/b.json
+
+The parent measures the machine's rates (GEMM, streaming and gather bandwidth), then
+runs each cell in a fresh subprocess (``--child``): peak memory is per process, and a
+cell must not inherit another's memory or compiled code. A child prints its record as
+one ``BENCH_RECORD {json}`` line; the parent adds the floor (benchmarks/floor.py),
+prints the arithmetic and a table, and writes the JSON record
+(default benchmarks/results/<date>-<platform>[-quick].json).
+
+Per cell: CF epochs (median after warm-up) -> samples/s; adversarial epochs (AdvInfoNCE);
+the jit compile time of the training passes (``.lower().compile()``); one warm-up and
+one timed pass of every evaluator of the split; peak RSS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import fnmatch
+import json
+import math
+import os
+import pathlib
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from advjax.data import SplitData, load_dataset
+from advjax.evaluation import build_evaluators
+from advjax.models.propagation import resolve_method
+from advjax.train import TrainConfig, init_state, make_epoch_fns
+from advjax.train.steps import make_train_data
+from benchmarks import floor
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RECORD_PREFIX = "BENCH_RECORD "
+
+# Keys of every record (adv_epoch_s is None for InfoNCE cells).
+RECORD_KEYS = (
+    "dataset",
+    "backbone",
+    "loss",
+    "train_samples_per_s",
+    "epoch_s",
+    "adv_epoch_s",
+    "eval_s",
+    "eval_users_per_s",
+    "compile_s",
+    "peak_rss_mb",
+    "floor_s",
+    "floor_ratio",
+    "flops_per_epoch",
+    "bytes_per_epoch",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset lives under --data_root and the settings it is timed with."""
+
+    directory: str
+    batch_size: int
+    n_neg: int
+    tau: float
+    timed_epochs: int
+    note: str
+
+
+DATASETS = {
+    "yahoo": DatasetSpec("yahoo.new", 1024, 64, 0.28, 3, "Yahoo!R3 settings of SPEC §3"),
+    "kuairec": DatasetSpec("kuairec2", 2048, 128, 2.0, 2, "KuaiRec settings of SPEC §3"),
+    "gowalla": DatasetSpec(
+        "gowalla", 2048, 128, 0.1, 2, "no paper cell; batch 2048, N 128, tau 0.1 by choice"
+    ),
+}
+BACKBONES = {"mf": 0, "lightgcn": 2}
+LOSSES = ("infonce", "adv_infonce")
+QUICK_CELLS = ("yahoo/mf/adv_infonce", "yahoo/lightgcn/adv_infonce")
+QUICK_MAX_BATCHES = 24
+QUICK_TIMED_EPOCHS = 2
+
+
+def define_flags() -> None:
+    """Defines the CLI flags; only when run as a program.
+
+    Importing this module (the tests do) thus never collides with flags of the same
+    name defined elsewhere (experiments.run defines --propagation too).
+    """
+    flags.DEFINE_bool(
+        "quick",
+        False,
+        "Smoke run: Yahoo!R3 MF and LightGCN x adv_infonce, "
+        f"{QUICK_MAX_BATCHES} batches per epoch, {QUICK_TIMED_EPOCHS} timed epochs.",
+    )
+    flags.DEFINE_string(
+        "json", "", "Output JSON; default benchmarks/results/<date>-<platform>.json."
+    )
+    flags.DEFINE_list("only", [], "Cells DATASET/BACKBONE/LOSS to run (shell wildcards allowed).")
+    flags.DEFINE_string("data_root", str(REPO.parent / "shared" / "data"), "Where datasets live.")
+    flags.DEFINE_string("propagation", "auto", "LightGCN propagation method (TrainConfig).")
+    flags.DEFINE_integer("warmup_epochs", 1, "Untimed epochs (each pass) before timing.")
+    flags.DEFINE_integer("timed_epochs", 0, "Timed epochs per pass; 0 = per dataset (2 or 3).")
+    flags.DEFINE_integer("max_batches", 0, "Cap on batches per epoch; 0 = whole epochs.")
+    flags.DEFINE_integer("eval_batch_size", 1024, "Users per evaluation batch.")
+    flags.DEFINE_integer("rate_repeats", 5, "Repeats of each rate measurement (best kept).")
+    flags.DEFINE_bool("child", False, "Internal: run the single --only cell, print its record.")
+
+
+FLAGS = flags.FLAGS
+
+
+def all_cells() -> list[str]:
+    return [f"{d}/{b}/{loss}" for d in DATASETS for b in BACKBONES for loss in LOSSES]
+
+
+def select_cells(patterns: list[str], quick: bool) -> list[str]:
+    """Cells matching any pattern; no pattern = all cells, or the quick ones."""
+    if not patterns:
+        return list(QUICK_CELLS) if quick else all_cells()
+    cells = [c for c in all_cells() if any(fnmatch.fnmatchcase(c, p) for p in patterns)]
+    if not cells:
+        raise app.UsageError(f"--only={','.join(patterns)} matches no cell of {all_cells()}")
+    return cells
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
+def _timed(fn: Callable, *args):
+    tick = time.perf_counter()
+    out = fn(*args)
+    jax.block_until_ready(out)
+    return out, time.perf_counter() - tick
+
+
+def _check_finite(stats: dict, where: str) -> None:
+    for name, value in stats.items():
+        if not math.isfinite(float(value)):
+            raise FloatingPointError(f"non-finite {name} in {where}: timings would be meaningless")
+
+
+def _terms_json(terms: dict[str, floor.Cost]) -> dict[str, list[float]]:
+    return {name: [c.flops, c.stream_bytes, c.gather_bytes] for name, c in terms.items()}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process' address space, MB.
+
+    /proc/self/status VmHWM where present: getrusage's ru_maxrss survives exec on Linux
+    (the kernel keeps the maximum over the exec'd image too), so a child spawned by a
+    1 GB parent would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_cell(
+    data: SplitData,
+    *,
+    dataset: str,
+    backbone: str,
+    loss: str,
+    batch_size: int,
+    n_neg: int,
+    tau: float,
+    warmup_epochs: int = 1,
+    timed_epochs: int = 2,
+    max_batches: int = 0,
+    propagation: str = "auto",
+    eval_batch_size: int = 1024,
+    rates: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Times one cell in this process and returns its record.
+
+    Args:
+      data: the loaded split.
+      dataset, backbone, loss: the cell; backbone "mf" or "lightgcn" (2 layers).
+      batch_size, n_neg, tau: training settings.
+      warmup_epochs: untimed epochs of each pass after compilation.
+      timed_epochs: timed epochs of each pass; the medians are reported.
+      max_batches: cap on batches per epoch (0 = whole epochs); FLOPs, bytes and
+        the floor are counted for the epochs actually run.
+      propagation: TrainConfig.propagation.
+      eval_batch_size: users per evaluation batch.
+      rates: measure_rates() output; when given, the floor is added.
+      log: progress lines.
+
+    Returns:
+      A record with RECORD_KEYS and details (cost terms per step, batches, settings);
+      floor_s and floor_ratio are None without rates.
+    """
+    n_layers = BACKBONES[backbone]
+    cfg = TrainConfig(
+        n_layers=n_layers,
+        propagation=propagation,
+        loss=loss,
+        tau=tau,
+        batch_size=batch_size,
+        n_neg=n_neg,
+        eval_batch_size=eval_batch_size,
+    )
+    full_batches = data.train.nnz // batch_size
+    n_batches = min(full_batches, max_batches) if max_batches else full_batches
+    # A capped epoch samples n_batches * batch_size slots; the per-step work is the same.
+    n_samples = data.train.nnz if n_batches == full_batches else n_batches * batch_size
+    fns = make_epoch_fns(
+        cfg,
+        n_items=data.n_items,
+        n_samples=n_samples,
+        max_degree=int(data.train.degrees().max()),
+    )
+    train_data = make_train_data(data, n_layers)
+    state = init_state(cfg, n_users=data.n_users, n_items=data.n_items)
+    n_edges = int(train_data.graph.rows.shape[0])
+    method = resolve_method(propagation) if n_layers else "-"
+    log(
+        f"{dataset}/{backbone}/{loss}: {data.n_users} users, {data.n_items} items, "
+        f"{data.train.nnz} pairs, {n_edges} edges; batch {batch_size}, N {n_neg}, tau {tau}; "
+        f"{n_batches} of {full_batches} batches/epoch; propagation {method}"
+    )
+
+    tick = time.perf_counter()
+    cf_epoch = fns.cf_epoch.lower(state, train_data).compile()
+    compile_s = time.perf_counter() - tick
+    adv_epoch = None
+    if cfg.adversarial:
+        tick = time.perf_counter()
+        adv_epoch = fns.adv_epoch.lower(state, train_data).compile()
+        compile_s += time.perf_counter() - tick
+
+    cf_times, adv_times = [], []
+    for epoch in range(warmup_epochs + timed_epochs):
+        timed = epoch >= warmup_epochs
+        line = f"  epoch {epoch} ({'timed' if timed else 'warm-up'}):"
+        if adv_epoch is not None:
+            (state, stats), seconds = _timed(adv_epoch, state, train_data)
+            _check_finite(stats, f"adversarial epoch {epoch}")
+            adv_times += [seconds] if timed else []
+            line += f" adv {seconds:.3f}s"
+        (state, stats), seconds = _timed(cf_epoch, state, train_data)
+        _check_finite(stats, f"CF epoch {epoch}")
+        cf_times += [seconds] if timed else []
+        log(f"{line} cf {seconds:.3f}s")
+
+    evaluators = build_evaluators(data, batch_size=eval_batch_size)
+
+    def evaluate_all():
+        user_emb, item_emb = fns.embed(state.cf_params, train_data.graph)
+        return [ev.evaluate(user_emb, item_emb, ks=(20,)) for ev in evaluators.values()]
+
+    _, eval_first_s = _timed(evaluate_all)
+    _, eval_s = _timed(evaluate_all)
+    eval_users = sum(len(ev.users) for ev in evaluators.values())
+
+    epoch_s = _median(cf_times)
+    cf_terms = floor.cf_step_terms(
+        n_users=data.n_users,
+        n_items=data.n_items,
+        batch=batch_size,
+        n_neg=n_neg,
+        dim=cfg.emb_dim,
+        n_layers=n_layers,
+        n_edges=n_edges,
+        adversarial=cfg.adversarial,
+    )
+    cf_cost = floor.total(cf_terms) * n_batches
+    record = {
+        "dataset": dataset,
+        "backbone": backbone,
+        "loss": loss,
+        "train_samples_per_s": n_batches * batch_size / epoch_s,
+        "epoch_s": epoch_s,
+        "adv_epoch_s": _median(adv_times) if adv_times else None,
+        "eval_s": eval_s,
+        "eval_users_per_s": eval_users / eval_s,
+        "compile_s": compile_s,
+        "peak_rss_mb": peak_rss_mb(),
+        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "floor_s": None,
+        "floor_ratio": None,
+        "flops_per_epoch": cf_cost.flops,
+        "bytes_per_epoch": cf_cost.bytes,
+        "stream_bytes_per_epoch": cf_cost.stream_bytes,
+        "gather_bytes_per_epoch": cf_cost.gather_bytes,
+        "cf_step_terms": _terms_json(cf_terms),
+        "cf_epoch_times_s": cf_times,
+        "adv_epoch_times_s": adv_times,
+        "eval_compile_s": max(eval_first_s - eval_s, 0.0),
+        "eval_users": eval_users,
+        "evaluators": list(evaluators),
+        "batches_per_epoch": n_batches,
+        "full_batches_per_epoch": full_batches,
+        "full_epoch_s_est": epoch_s * full_batches / n_batches,
+        "batch_size": batch_size,
+        "n_neg": n_neg,
+        "tau": tau,
+        "n_users": data.n_users,
+        "n_items": data.n_items,
+        "n_edges": n_edges,
+        "propagation": method,
+        "warmup_epochs": warmup_epochs,
+        "timed_epochs": timed_epochs,
+    }
+    if cfg.adversarial:
+        adv_terms = floor.adv_step_terms(
+            n_users=data.n_users,
+            n_items=data.n_items,
+            batch=batch_size,
+            n_neg=n_neg,
+            dim=cfg.emb_dim,
+        )
+        # The adversarial pass propagates once, forward only, for the whole epoch.
+        adv_cost = floor.total(adv_terms) * n_batches + floor.propagation_cost(
+            n_edges, data.n_users + data.n_items, cfg.emb_dim, n_layers, passes=1
+        )
+        record.update(
+            adv_step_terms=_terms_json(adv_terms),
+            adv_flops_per_epoch=adv_cost.flops,
+            adv_stream_bytes_per_epoch=adv_cost.stream_bytes,
+            adv_gather_bytes_per_epoch=adv_cost.gather_bytes,
+        )
+    if rates is not None:
+        add_floor(record, rates)
+    return record
+
+
+def _epoch_cost(record: dict, prefix: str = "") -> floor.Cost:
+    return floor.Cost(
+        record[f"{prefix}flops_per_epoch"],
+        record[f"{prefix}stream_bytes_per_epoch"],
+        record[f"{prefix}gather_bytes_per_epoch"],
+    )
+
+
+def add_floor(record: dict, rates: dict) -> None:
+    """Sets floor_s and floor_ratio (and adv_floor_s, adv_floor_ratio) from the rates."""
+    record["floor_s"] = floor.floor_seconds(_epoch_cost(record), rates)
+    record["floor_ratio"] = record["epoch_s"] / record["floor_s"]
+    if record.get("adv_flops_per_epoch") is not None:
+        record["adv_floor_s"] = floor.floor_seconds(_epoch_cost(record, "adv_"), rates)
+        record["adv_floor_ratio"] = record["adv_epoch_s"] / record["adv_floor_s"]
+
+
+def print_arithmetic(record: dict, rates: dict) -> None:
+    """Per-step cost terms and the floor formula of a record."""
+    cell = f"{record['dataset']}/{record['backbone']}/{record['loss']}"
+    print(f"{cell}: per CF step (x {record['batches_per_epoch']} batches/epoch)")
+    for name, (flops, stream, gather) in record["cf_step_terms"].items():
+        print(
+            f"    {name:12s} {flops / 1e9:10.4f} GFLOP {stream / 1e6:10.2f} MB stream "
+            f"{gather / 1e6:10.2f} MB gather"
+        )
+    print(f"  CF floor  = {floor.floor_formula(_epoch_cost(record), rates)}")
+    print(f"  CF epoch  = {record['epoch_s']:.4f} s -> {record['floor_ratio']:.1f}x the floor")
+    if record.get("adv_flops_per_epoch") is not None:
+        print(
+            f"  adv floor = {floor.floor_formula(_epoch_cost(record, 'adv_'), rates)}"
+            " (incl. one forward propagation)"
+        )
+        print(
+            f"  adv epoch = {record['adv_epoch_s']:.4f} s -> "
+            f"{record['adv_floor_ratio']:.1f}x the floor"
+        )
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def results_table(records: list[dict]) -> str:
+    columns = (
+        ("cell", 34, None),
+        ("batches", 8, "d"),
+        ("samples/s", 10, ".0f"),
+        ("epoch s", 9, ".3f"),
+        ("adv s", 9, ".3f"),
+        ("eval s", 8, ".3f"),
+        ("users/s", 9, ".0f"),
+        ("compile s", 9, ".2f"),
+        ("RSS MB", 8, ".0f"),
+        ("floor s", 9, ".4f"),
+        ("x floor", 8, ".1f"),
+    )
+    keys = (
+        None,
+        "batches_per_epoch",
+        "train_samples_per_s",
+        "epoch_s",
+        "adv_epoch_s",
+        "eval_s",
+        "eval_users_per_s",
+        "compile_s",
+        "peak_rss_mb",
+        "floor_s",
+        "floor_ratio",
+    )
+    lines = [
+        " ".join(
+            f"{name:>{width}}" if spec else f"{name:<{width}}" for name, width, spec in columns
+        )
+    ]
+    for record in records:
+        cell = f"{record['dataset']}/{record['backbone']}/{record['loss']}"
+        if "error" in record:
+            lines.append(f"{cell:<34} failed: {record['error']}")
+            continue
+        cells = [f"{cell:<34}"]
+        for (_, width, spec), key in zip(columns[1:], keys[1:], strict=True):
+            cells.append(f"{_fmt(record[key], spec):>{width}}")
+        lines.append(" ".join(cells))
+    return "\n".join(lines)
+
+
+def machine_info() -> dict:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "load_avg_1m_start": os.getloadavg()[0],
+    }
+
+
+def versions() -> dict:
+    import jaxlib
+
+    return {
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def _settings() -> tuple[int, int]:
+    """(max_batches, timed_epochs override) after --quick defaults."""
+    max_batches = FLAGS.max_batches or (QUICK_MAX_BATCHES if FLAGS.quick else 0)
+    timed = FLAGS.timed_epochs or (QUICK_TIMED_EPOCHS if FLAGS.quick else 0)
+    return max_batches, timed
+
+
+def run_child(cell: str) -> None:
+    dataset, backbone, loss = cell.split("/")
+    spec = DATASETS[dataset]
+    max_batches, timed = _settings()
+    data = load_dataset(data_dir=os.path.join(FLAGS.data_root, spec.directory))
+    record = bench_cell(
+        data,
+        dataset=dataset,
+        backbone=backbone,
+        loss=loss,
+        batch_size=spec.batch_size,
+        n_neg=spec.n_neg,
+        tau=spec.tau,
+        warmup_epochs=FLAGS.warmup_epochs,
+        timed_epochs=timed or spec.timed_epochs,
+        max_batches=max_batches,
+        propagation=FLAGS.propagation,
+        eval_batch_size=FLAGS.eval_batch_size,
+        log=lambda line: print(line, flush=True),
+    )
+    print(RECORD_PREFIX + json.dumps(record), flush=True)
+
+
+def spawn_cell(cell: str) -> dict:
+    """Runs one cell in a fresh interpreter; echoes its lines, returns its record."""
+    args = [
+        sys.executable,
+        "-m",
+        "benchmarks.run",
+        "--child",
+        f"--only={cell}",
+        f"--data_root={FLAGS.data_root}",
+        f"--propagation={FLAGS.propagation}",
+        f"--warmup_epochs={FLAGS.warmup_epochs}",
+        f"--timed_epochs={FLAGS.timed_epochs}",
+        f"--max_batches={FLAGS.max_batches}",
+        f"--eval_batch_size={FLAGS.eval_batch_size}",
+        "--quick" if FLAGS.quick else "--noquick",
+    ]
+    dataset, backbone, loss = cell.split("/")
+    record = {"dataset": dataset, "backbone": backbone, "loss": loss}
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    found = None
+    for line in proc.stdout:
+        if line.startswith(RECORD_PREFIX):
+            found = json.loads(line[len(RECORD_PREFIX) :])
+        else:
+            print("  | " + line.rstrip(), flush=True)
+    if proc.wait() != 0 or found is None:
+        record["error"] = f"child exited with status {proc.returncode}"
+        return record
+    return found
+
+
+def default_json_path() -> pathlib.Path:
+    date = datetime.date.today().isoformat()
+    suffix = "-quick" if FLAGS.quick else ""
+    return REPO / "benchmarks" / "results" / f"{date}-{jax.default_backend()}{suffix}.json"
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cells = select_cells(FLAGS.only, FLAGS.quick)
+    if FLAGS.child:
+        if len(cells) != 1:
+            raise app.UsageError(f"--child runs one cell; --only matches {cells}")
+        run_child(cells[0])
+        return
+
+    start = time.perf_counter()
+    machine = machine_info()
+    print(
+        f"JAX {jax.__version__}; platform {machine['platform']}; devices {machine['devices']}; "
+        f"{machine['cpu']}, {machine['cores']} cores; load {machine['load_avg_1m_start']:.2f}",
+        flush=True,
+    )
+    rates = floor.measure_rates(repeats=FLAGS.rate_repeats)
+    print(
+        "rates (best of repeats): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in rates["measured"].items())
+    )
+    print(
+        f"floor uses: GEMM {rates['gemm_gflop_s']:.1f} GFLOP/s, stream "
+        f"{rates['stream_gb_s']:.1f} GB/s, gather {rates['gather_gb_s']:.1f} GB/s",
+        flush=True,
+    )
+
+    records = []
+    for cell in cells:
+        dataset = cell.split("/")[0]
+        spec = DATASETS[dataset]
+        if not os.path.isdir(os.path.join(FLAGS.data_root, spec.directory)):
+            print(f"{cell}: skipped, {FLAGS.data_root}/{spec.directory} not present", flush=True)
+            continue
+        print(f"{cell} ({spec.note})", flush=True)
+        record = spawn_cell(cell)
+        if "error" not in record:
+            add_floor(record, rates)
+            print_arithmetic(record, rates)
+        records.append(record)
+
+    machine["load_avg_1m_end"] = os.getloadavg()[0]
+    print()
+    print(results_table(records))
+    result = {
+        "machine": machine,
+        "versions": versions(),
+        "commit": git_commit(),
+        "settings": {
+            "quick": FLAGS.quick,
+            "propagation": FLAGS.propagation,
+            "warmup_epochs": FLAGS.warmup_epochs,
+            "max_batches": _settings()[0],
+            "eval_batch_size": FLAGS.eval_batch_size,
+        },
+        "rates": rates,
+        "records": records,
+    }
+    path = pathlib.Path(FLAGS.json) if FLAGS.json else default_json_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.tmp", "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(f"{path}.tmp", path)
+    print(f"wrote {path} ({time.perf_counter() - start:.1f}s)")
+    if any("error" in r for r in records):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

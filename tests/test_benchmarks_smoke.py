@@ -1,0 +1,75 @@
+"""benchmarks.run's per-cell function on Coat, and the floor arithmetic by hand."""
+
+import math
+
+import pytest
+
+from advjax.data import load_dataset
+from benchmarks import floor
+from benchmarks.run import RECORD_KEYS, bench_cell, results_table
+
+# Rates of 1000 FLOP/s and 1000 B/s: the floor in seconds is the count / 1000.
+SLOW_RATES = {"gemm_gflop_s": 1e-6, "stream_gb_s": 1e-6, "gather_gb_s": 1e-6}
+
+
+def test_score_cost_dense_and_gather_by_hand():
+    # I = 5 <= 128 * 4: the dense [2, 5] product, 2 B I d FLOPs, (B d + I d + B I) words.
+    assert floor.score_cost(2, 5, 4, 8) == floor.Cost(2 * 2 * 5 * 8, 4 * (16 + 40 + 10), 0)
+    # I = 1000 > 128 * 2: gather [2, 2, 8] rows + ids; stream user rows + scores.
+    assert floor.score_cost(2, 1000, 2, 8) == floor.Cost(2 * 2 * 2 * 8, 4 * (16 + 4), 4 * 4 * 9)
+
+
+def test_lightgcn_adv_step_and_floor_by_hand():
+    terms = floor.cf_step_terms(
+        n_users=3, n_items=5, batch=2, n_neg=4, dim=8, n_layers=2, n_edges=10, adversarial=True
+    )
+    assert terms == {
+        # 3 x (negatives + positive), both dense here (I = 5 <= 128).
+        "scores": floor.Cost(3 * 320, 3 * 528, 0),
+        "hardness": floor.Cost(160, 264, 0),
+        # 2 layers x (fwd, bwd) CSR products: per edge (10) 2 d FLOPs and 4 + 4 + 4 d
+        # gathered bytes, per node (8) 4 + 4 d streamed bytes.
+        "propagation": floor.Cost(4 * 10 * 16, 4 * 8 * 36, 4 * 10 * 40),
+        # Adam over (3 + 5) * 8 = 64 parameters: 12 FLOPs, 7 words each.
+        "adam": floor.Cost(12 * 64, 0, 0) + floor.Cost(0, 7 * 4 * 64, 0),
+    }
+    step = floor.total(terms)
+    assert step == floor.Cost(2528, 4792, 1600)
+    # Memory-bound: (4792 + 1600) B at 1000 B/s beats 2528 FLOP at 1000 FLOP/s.
+    assert floor.floor_seconds(step, SLOW_RATES) == pytest.approx(6.392)
+    compute_bound = {**SLOW_RATES, "stream_gb_s": 1.0, "gather_gb_s": 1.0}
+    assert floor.floor_seconds(step * 3, compute_bound) == pytest.approx(3 * 2.528)
+
+
+def test_bench_cell_coat_record():
+    data = load_dataset("coat")
+    record = bench_cell(
+        data,
+        dataset="coat",
+        backbone="mf",
+        loss="adv_infonce",
+        batch_size=1024,
+        n_neg=64,
+        tau=0.75,
+        warmup_epochs=1,
+        timed_epochs=1,
+        rates=SLOW_RATES,
+        log=lambda line: None,
+    )
+    for key in RECORD_KEYS[3:]:
+        value = record[key]
+        assert isinstance(value, float | int) and math.isfinite(value) and value > 0, (key, value)
+    assert (record["dataset"], record["backbone"], record["loss"]) == ("coat", "mf", "adv_infonce")
+
+    # Coat: U 290, I 295 (dense negatives, gathered positive), d 64, B 1024, N 64.
+    n_batches = data.train.nnz // 1024
+    assert record["batches_per_epoch"] == n_batches
+    scores = 3 * (2 * 1024 * 295 * 64 + 2 * 1024 * 1 * 64)
+    hardness = 2 * 1024 * 295 * 64
+    adam = 12 * (290 + 295) * 64
+    assert record["flops_per_epoch"] == n_batches * (scores + hardness + adam)
+    # At 1000 FLOP/s and 1000 B/s for every kind of byte: max(FLOPs, bytes) / 1000.
+    expected_floor = max(record["flops_per_epoch"], record["bytes_per_epoch"]) / 1000
+    assert record["floor_s"] == pytest.approx(expected_floor)
+    assert record["floor_ratio"] == pytest.approx(record["epoch_s"] / record["floor_s"])
+    assert "coat/mf/adv_infonce" in results_table([record])

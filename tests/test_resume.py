@@ -1,0 +1,144 @@
+"""A run killed with SIGKILL and resumed ends bit-identical to an uninterrupted one."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# Small but complete: adversarial epochs at 1-based epochs 3, 8, 13, 18; early stopping.
+ARGS = [
+    "--lr=0.01",
+    "--t_adv=5",
+    "--e_adv=4",
+    "--max_epochs=40",
+    "--eval_every=5",
+    "--patience=3",
+    "--max_to_keep=2",
+]
+
+
+def _start(workdir, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.run", *ARGS, f"--workdir={workdir}", *extra],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _run(workdir, *extra):
+    proc = _start(workdir, *extra)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def _kill_after(workdir, marker: str, delay: float = 0.0) -> str:
+    """Starts a run, SIGKILLs it `delay` s after a stdout line starting with `marker`."""
+    proc = _start(workdir)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith(marker):
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)[-2000:]
+    return "".join(seen)
+
+
+def _comparable(workdir) -> dict:
+    results = json.loads((pathlib.Path(workdir) / "results.json").read_text())
+    results.pop("timing")
+    return results
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("straight")
+    _run(workdir)
+    return _comparable(workdir)
+
+
+def test_killed_runs_resume_bit_identical(tmp_path, uninterrupted):
+    workdir = tmp_path / "killed"
+    # During the first adversarial epoch (its compile and run follow the epoch 2 line),
+    # right after a checkpoint, between checkpoints, and again during a later
+    # adversarial epoch.
+    _kill_after(workdir, "epoch    2 ", delay=0.5)
+    _kill_after(workdir, "epoch    5 ")
+    _kill_after(workdir, "epoch    9 ")
+    log = _kill_after(workdir, "epoch   12 ", delay=0.05)
+    assert "resumed from the checkpoint of epoch 5" in log
+    out = _run(workdir)
+    assert "resumed from the checkpoint of epoch 10" in out
+    assert _comparable(workdir) == uninterrupted
+    kept = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert len(kept) == 2  # --max_to_keep
+
+
+def test_finished_run_reruns_to_the_same_report(tmp_path, uninterrupted):
+    workdir = tmp_path / "again"
+    _run(workdir)
+    out = _run(workdir)  # resumes at its end, trains nothing, reports again
+    assert "resumed from the checkpoint of epoch 40" in out
+    assert not [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert _comparable(workdir) == uninterrupted
+
+
+def test_other_configuration_is_refused_unless_restart(tmp_path):
+    workdir = tmp_path / "cfg"
+    _kill_after(workdir, "epoch    5 ")
+    proc = _start(workdir, "--tau=0.5")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("error: ")]
+    assert "another configuration" in line and "tau: 0.75 -> 0.5" in line and "--restart" in line
+    out = _run(workdir, "--tau=0.5", "--restart", "--max_epochs=5")
+    assert "discarding" in out and "resumed" not in out
+
+
+def test_corrupted_newest_checkpoint_falls_back(tmp_path, uninterrupted):
+    workdir = tmp_path / "corrupt"
+    _kill_after(workdir, "epoch   11 ")
+    newest = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert newest == 10
+    # Damage every data file of the newest checkpoint's state.
+    for path in (workdir / "checkpoints" / "10" / "state").rglob("*"):
+        if path.is_file() and path.stat().st_size > 0:
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    out = _run(workdir)
+    lines = [x for x in out.splitlines() if "unreadable" in x]
+    assert len(lines) == 1 and "epoch 10" in lines[0]
+    assert "resumed from the checkpoint of epoch 5" in out
+    assert (workdir / "checkpoints_unreadable" / "10").is_dir()
+    assert _comparable(workdir) == uninterrupted
+
+
+def test_unwritable_workdir_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = _start(blocker / "sub")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in err
+    assert any(x.startswith("error: ") and str(blocker) in x for x in err.splitlines())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permissions")
+def test_readonly_workdir(tmp_path):
+    workdir = tmp_path / "ro"
+    workdir.mkdir()
+    workdir.chmod(0o500)
+    proc = _start(workdir)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "not writable" in err
