@@ -351,6 +351,10 @@ def build_evaluators(data: SplitData, *, batch_size: int = 1024) -> dict[str, Ev
     exclusion (the KuaiRec files list no target in not_candidate, so there the rule
     changes nothing).
 
+    A target set without pairs gets no evaluator (its metrics would be NaN). The
+    loaders already leave such files out, so only a hand-built SplitData meets this;
+    an empty set still takes part in the others' exclusions, where it adds nothing.
+
     Args:
       data: the split.
       batch_size: users per jitted batch.
@@ -361,9 +365,11 @@ def build_evaluators(data: SplitData, *, batch_size: int = 1024) -> dict[str, Ev
     common = dict(n_items=data.n_items, not_candidate=data.not_candidate, batch_size=batch_size)
     evaluators = {}
     known = [data.train] + ([data.valid] if data.valid is not None else [])
-    if data.valid is not None:
+    if data.valid is not None and data.valid.nnz:
         evaluators["valid"] = make_evaluator("valid", data.valid, [data.train], **common)
     for name, test in data.tests.items():
+        if not test.nnz:
+            continue
         others = [other for other_name, other in data.tests.items() if other_name != name]
         evaluators[name] = make_evaluator(name, test, known + others, **common)
     return evaluators

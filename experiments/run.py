@@ -18,10 +18,13 @@ from absl import app, flags, logging
 
 from advjax.errors import AdvjaxError, ConfigError
 from advjax.train import TrainConfig, train_and_evaluate
+from advjax.train.checkpoints import load_run_config
 
 _HELP = {
     "dataset": "Embedded dataset, used when --data_dir is empty (only 'coat' ships).",
     "data_dir": "Split directory: train.txt, valid.txt, test_id.txt / test_ood.txt[.gz].",
+    "n_users": "Declared number of users; a larger id is an error. 0: max id + 1 of the data.",
+    "n_items": "Declared number of items; a larger id is an error. 0: max id + 1 of the data.",
     "n_layers": "LightGCN propagation layers; 0 = MF.",
     "propagation": "LightGCN sparse product: auto (fastest on this platform), bcoo, "
     "segment_sum, host_csr (CPU).",
@@ -70,6 +73,12 @@ def _define_flags() -> None:
         "restart", False, "Discard the workdir's checkpoints of another configuration."
     )
     flags.DEFINE_integer("max_to_keep", 3, "Newest state checkpoints kept in the workdir.")
+    flags.DEFINE_bool(
+        "test_only",
+        False,
+        "Evaluate the best checkpoint of --workdir on every split, with the configuration "
+        "saved there; no training.",
+    )
     flags.DEFINE_string(
         "compilation_cache",
         os.environ.get("JAX_COMPILATION_CACHE_DIR")
@@ -116,17 +125,32 @@ def main(argv: list[str]) -> None:
         flush=True,
     )
     try:
-        cfg = config_from_flags()
+        if FLAGS.test_only:
+            if not FLAGS.workdir:
+                raise ConfigError("--test_only needs --workdir")
+            cfg = load_run_config(FLAGS.workdir)
+        else:
+            cfg = config_from_flags()
         train_and_evaluate(
             cfg,
             FLAGS.workdir or default_workdir(cfg),
             restart=FLAGS.restart,
             max_to_keep=FLAGS.max_to_keep,
+            test_only=FLAGS.test_only,
         )
     except (AdvjaxError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parser, with a bad flag or flagfile reported on one line (exit 2)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

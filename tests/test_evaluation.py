@@ -285,8 +285,31 @@ def test_bad_shapes_raise(coat, coat_evaluators):
 
 def test_split_without_valid_and_empty_test():
     data = dataclasses.replace(tiny_split(), valid=None, tests={"test_id": interactions({}, 3)})
+    assert evaluation.build_evaluators(data) == {}
+
+
+def test_sets_without_users_get_no_evaluator():
+    # Only a hand-built SplitData can hold empty sets (the loaders leave them out).
+    tiny = tiny_split()
+    empty = interactions({}, 3)
+    data = dataclasses.replace(
+        tiny, valid=empty, tests={"test_id": empty, "test_ood": tiny.tests["test_id"]}
+    )
     evaluators = evaluation.build_evaluators(data)
-    assert list(evaluators) == ["test_id"]
+    assert list(evaluators) == ["test_ood"]
     user_emb, item_emb = random_embeddings(data)
-    got = evaluators["test_id"].evaluate(user_emb, item_emb, ks=(2,))
+    got = evaluators["test_ood"].evaluate(user_emb, item_emb, ks=(2,))
+    assert all(np.isfinite(value) for value in got.values())
+    # The empty set excludes nothing: test_ood ranks as if it were alone.
+    alone = evaluation.build_evaluators(dataclasses.replace(tiny, valid=empty))["test_id"]
+    assert alone.evaluate(user_emb, item_emb, ks=(2,)) == got
+
+
+def test_make_evaluator_without_users_still_reports_nan():
+    data = tiny_split()
+    evaluator = evaluation.make_evaluator(
+        "test_id", interactions({}, 3), [data.train], n_items=data.n_items
+    )
+    assert len(evaluator.users) == 0
+    got = evaluator.evaluate(*random_embeddings(data), ks=(2,))
     assert all(np.isnan(value) for value in got.values())

@@ -64,10 +64,20 @@ def _comparable(workdir) -> dict:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def straight_workdir(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("straight")
     _run(workdir)
-    return _comparable(workdir)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(straight_workdir):
+    return _comparable(straight_workdir)
+
+
+def _logged_epochs(workdir) -> list[int]:
+    lines = (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["epoch"] for line in lines if "final" not in json.loads(line)]
 
 
 def test_killed_runs_resume_bit_identical(tmp_path, uninterrupted):
@@ -83,8 +93,22 @@ def test_killed_runs_resume_bit_identical(tmp_path, uninterrupted):
     out = _run(workdir)
     assert "resumed from the checkpoint of epoch 10" in out
     assert _comparable(workdir) == uninterrupted
+    # Replayed epochs are logged once: the scalars of killed epochs were cut on resume.
+    assert _logged_epochs(workdir) == _logged_epochs(workdir.parent.parent / "straight0")
     kept = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert len(kept) == 2  # --max_to_keep
+
+
+def test_test_only_reports_the_best_checkpoint(straight_workdir, uninterrupted):
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.run", f"--workdir={straight_workdir}", "--test_only"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"best checkpoint (epoch {uninterrupted['best_epoch']})" in proc.stdout
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("test_ood"))
+    assert f"{uninterrupted['test_ood']['recall@20']:.4f}" in row
+    assert not [line for line in proc.stdout.splitlines() if line.startswith("epoch ")]
 
 
 def test_finished_run_reruns_to_the_same_report(tmp_path, uninterrupted):

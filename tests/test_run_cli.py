@@ -63,3 +63,20 @@ def test_flagfile_run_writes_results(tmp_path, flagfile):
     assert results["flags"]["loss"] == "adv_infonce" and results["flags"]["tau"] == 0.75
     assert 1 <= results["best_epoch"] <= 3
     assert set(results) >= {"valid", "test_id", "test_ood"}
+
+
+def test_unknown_flag_in_flagfile_and_wrong_type(tmp_path):
+    flagfile = tmp_path / "bad.flags"
+    flagfile.write_text("--lr=0.01\n--lernrate=3\n")
+    proc = _run(f"--flagfile={flagfile}")
+    _assert_one_line_error(proc, "lernrate")
+    assert proc.returncode == 2
+    proc = _run("--lr=abc")
+    _assert_one_line_error(proc, "--lr=abc")
+    assert proc.returncode == 2
+
+
+def test_ids_beyond_declared_n_items(tmp_path):
+    _assert_one_line_error(
+        _run("--n_items=100", f"--workdir={tmp_path}/w"), "train.txt:1", "--n_items=100"
+    )

@@ -12,7 +12,23 @@ LightGCN / AdvInfoNCE: each line is a user id followed by that user's item ids,
 Any of them may be gzip'd as ``NAME.txt.gz``. ``load_split_dir`` parses a
 directory with NumPy in bulk; ``load_dataset`` also finds the embedded Coat split.
 Malformed input raises ``advjax.errors.DataError`` with a one-line message that
-names the file and line.
+names the file and line; so does an id at or above a declared ``n_users`` /
+``n_items``.
+
+Input that is legal but worth knowing about is loaded and reported through the
+``warn`` callable (one line each; by default ``warning: LINE`` on stderr):
+
+- repeated (user, item) pairs within a file: kept once; one line per file with the count.
+- an empty valid or test file (no pairs; it may still list user ids): left out, so an
+  empty test file has no evaluator and an empty valid file gives ``valid=None``
+  (training then runs to max_epochs without early stopping).
+- two test files holding the same set of pairs (the public Coat, Yahoo!R3 and KuaiRec
+  splits ship identical test_id and test_ood): their metrics will be equal.
+- users with valid or test pairs but no training items: they ARE evaluated (SPEC §4
+  evaluates every user with a target) with an embedding that training never updates;
+  one line per file with the count (KuaiRec has one such user).
+- items of valid or test files that never occur in train: ranked like any other item,
+  but their embeddings never see a positive; one line with the count.
 """
 
 from __future__ import annotations
@@ -23,14 +39,17 @@ import importlib.resources
 import os
 import pathlib
 import re
+import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.resources.abc import Traversable
 from typing import NoReturn
 
 import numpy as np
 
-from advjax.errors import DataError
+from advjax.errors import ConfigError, DataError
+
+Warn = Callable[[str], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +89,13 @@ class SplitData:
 
     Attributes:
       name: dataset name ("coat", or the directory's base name).
-      n_users, n_items: max id + 1 over all files of the directory.
+      n_users, n_items: the declared sizes, else max id + 1 over all files of the
+        directory (empty ones included).
       train: training pairs.
-      valid: validation pairs, or None when the directory has no valid file.
-      tests: test name ("test_id", "test_ood", "test_ood_1", ...) -> pairs, in file order.
+      valid: validation pairs, or None when the directory has no valid file or it
+        holds no pairs.
+      tests: test name ("test_id", "test_ood", "test_ood_1", ...) -> pairs, in file
+        order; test files without pairs are left out.
       not_candidate: int32 [k] item ids never ranked for any user (KuaiRec), or None.
     """
 
@@ -103,6 +125,61 @@ _ID_TOKEN = re.compile(rb"-?[0-9]+")
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
+def print_warning(line: str) -> None:
+    """The default ``warn`` of the loaders: prints ``warning: LINE`` to stderr."""
+    print(f"warning: {line}", file=sys.stderr, flush=True)
+
+
+def _show(path: object) -> str:
+    """A path as messages print it: as is, or escaped if it would break the line."""
+    text = str(path)
+    return text if text.isprintable() else ascii(text)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Limits:
+    """Declared sizes (None: taken from the data); ids must lie below them."""
+
+    n_users: int | None = None
+    n_items: int | None = None
+
+    def check(self, path: str, values: np.ndarray, is_item: np.ndarray, line_idx: np.ndarray):
+        """Raises DataError naming the first id (in file order) at or above its limit.
+
+        Args:
+          path: the file, for messages.
+          values: int64 [n_tokens] ids.
+          is_item: bool [n_tokens]; True for item ids, False for user ids.
+          line_idx: int64 [n_tokens] 0-based line of each token.
+        """
+        if self.n_users is None and self.n_items is None:
+            return
+        user_limit = _MAX_ID + 1 if self.n_users is None else self.n_users
+        item_limit = _MAX_ID + 1 if self.n_items is None else self.n_items
+        bad = np.flatnonzero(values >= np.where(is_item, item_limit, user_limit))
+        if bad.size:
+            i = bad[0]
+            kind, limit = ("item", item_limit) if is_item[i] else ("user", user_limit)
+            raise DataError(
+                f"{path}:{line_idx[i] + 1}: {kind} id {values[i]} >= --n_{kind}s={limit}"
+            )
+
+
+def _check_size(flag: str, value: int | None) -> int | None:
+    """Validates a declared n_users / n_items."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ConfigError(f"--{flag} must be an integer, got {value!r}")
+    if not 1 <= value <= _MAX_ID + 1:
+        raise ConfigError(f"--{flag} must be in [1, {_MAX_ID + 1}], got {value}")
+    return int(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Parsed:
     """One split file as parsed, before the directory-wide sizes are known.
@@ -129,12 +206,12 @@ def _read_bytes(file: Traversable) -> bytes:
     try:
         data = file.read_bytes()
     except OSError as e:
-        raise DataError(f"{file}: cannot read ({_one_line(e)})") from e
+        raise DataError(f"{_show(file)}: cannot read ({_one_line(e)})") from e
     if file.name.endswith(".gz"):
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as e:
-            raise DataError(f"{file}: unreadable gzip file ({_one_line(e)})") from e
+            raise DataError(f"{_show(file)}: unreadable gzip file ({_one_line(e)})") from e
     return data
 
 
@@ -201,13 +278,14 @@ def _raise_first_bad_token(data: bytes, path: str) -> NoReturn:
     raise DataError(f"{path}: malformed file")
 
 
-def _parse_adjacency(file: Traversable) -> _Parsed:
+def _parse_adjacency(file: Traversable, limits: _Limits) -> _Parsed:
     """Parses a ``user item item ...`` file into (user, item) pairs in file order."""
-    path = str(file)
+    path = _show(file)
     values, line_idx = _tokenize(_normalise(_read_bytes(file)), path)
     # The first token of each non-blank line is its user; the rest are that user's items.
     is_head = np.ones(values.shape, dtype=bool)
     is_head[1:] = line_idx[1:] != line_idx[:-1]
+    limits.check(path, values, ~is_head, line_idx)
     heads = values[is_head]
     line_group = np.cumsum(is_head) - 1  # index into heads of each token's line
     return _Parsed(
@@ -218,9 +296,11 @@ def _parse_adjacency(file: Traversable) -> _Parsed:
     )
 
 
-def _parse_item_list(file: Traversable) -> np.ndarray:
+def _parse_item_list(file: Traversable, limits: _Limits) -> np.ndarray:
     """Parses a file of item ids (one per line) into int32 [k], sorted and unique."""
-    values, _ = _tokenize(_normalise(_read_bytes(file)), str(file))
+    path = _show(file)
+    values, line_idx = _tokenize(_normalise(_read_bytes(file)), path)
+    limits.check(path, values, np.ones(values.shape, dtype=bool), line_idx)
     return _sorted_unique(values).astype(np.int32)
 
 
@@ -257,7 +337,7 @@ def _find(root: Traversable, stem: str) -> Traversable | None:
     plain, packed = root / f"{stem}.txt", root / f"{stem}.txt.gz"
     if plain.is_file() and packed.is_file():
         # Reading one silently could hide a stale copy; make the user choose.
-        raise DataError(f"{root}: both {stem}.txt and {stem}.txt.gz exist; keep one")
+        raise DataError(f"{_show(root)}: both {stem}.txt and {stem}.txt.gz exist; keep one")
     if plain.is_file():
         return plain
     return packed if packed.is_file() else None
@@ -276,66 +356,186 @@ def _test_stems(root: Traversable) -> Iterator[str]:
     yield "test"
 
 
-def _load(root: Traversable, name: str) -> SplitData:
+def _load(
+    root: Traversable,
+    name: str,
+    *,
+    n_users: int | None,
+    n_items: int | None,
+    warn: Warn | None,
+) -> SplitData:
     """Loads a split directory given as a Path or a package resource."""
+    limits = _Limits(_check_size("n_users", n_users), _check_size("n_items", n_items))
+    warn = print_warning if warn is None else warn
     if not root.is_dir():
-        raise DataError(f"{root}: no such split directory")
+        if root.is_file():
+            raise DataError(f"{_show(root)}: is a file, not a split directory")
+        raise DataError(f"{_show(root)}: no such split directory")
     train_file = _find(root, "train") or _find(root, "train_reconstructed")
     if train_file is None:
-        raise DataError(f"{root}: no train.txt (or train.txt.gz)")
+        raise DataError(f"{_show(root)}: no train.txt (or train.txt.gz)")
     valid_file = _find(root, "valid")
     test_files = {stem: f for stem in _test_stems(root) if (f := _find(root, stem))}
     not_candidate_file = _find(root, "not_candidate")
 
-    train = _parse_adjacency(train_file)
+    train = _parse_adjacency(train_file, limits)
     if not train.items.size:
         raise DataError(f"{train.path}: training set is empty")
-    valid = _parse_adjacency(valid_file) if valid_file else None
-    tests = {stem: _parse_adjacency(f) for stem, f in test_files.items()}
-    not_candidate = _parse_item_list(not_candidate_file) if not_candidate_file else None
+    valid = _parse_adjacency(valid_file, limits) if valid_file else None
+    tests = {stem: _parse_adjacency(f, limits) for stem, f in test_files.items()}
+    not_candidate = _parse_item_list(not_candidate_file, limits) if not_candidate_file else None
 
+    # Sizes count every file, empty ones included, so that ids never shift.
     parsed = [train, *([valid] if valid else []), *tests.values()]
-    n_users = max(p.max_user for p in parsed) + 1
-    n_items = max(p.max_item for p in parsed) + 1
-    if not_candidate is not None and not_candidate.size:
-        n_items = max(n_items, int(not_candidate[-1]) + 1)
+    n_users, n_items = limits.n_users, limits.n_items
+    if n_users is None:
+        n_users = max(p.max_user for p in parsed) + 1
+    if n_items is None:
+        n_items = max(p.max_item for p in parsed) + 1
+        if not_candidate is not None and not_candidate.size:
+            n_items = max(n_items, int(not_candidate[-1]) + 1)
 
     def csr(p: _Parsed) -> Interactions:
-        # Repeated pairs are dropped silently for now.
-        return _to_csr(p, n_users, n_items)[0]
+        interactions, n_duplicates = _to_csr(p, n_users, n_items)
+        if n_duplicates:
+            warn(f"{p.path}: {_plural(n_duplicates, 'duplicate interaction')} dropped")
+        return interactions
 
+    train_csr = csr(train)
+    valid_csr = None
+    if valid is not None:
+        if valid.items.size:
+            valid_csr = csr(valid)
+        else:
+            warn(
+                f"{valid.path}: no validation pairs; training runs to max_epochs "
+                "without early stopping"
+            )
+    test_csrs = {}
+    for stem, p in tests.items():
+        if p.items.size:
+            test_csrs[stem] = csr(p)
+        else:
+            warn(f"{p.path}: no test pairs; this evaluator is skipped")
+
+    _warn_identical_tests(test_csrs, warn)
+    _warn_untrained(_show(root), train_csr, [valid_csr, *test_csrs.values()], n_items, warn)
     return SplitData(
         name=name,
         n_users=n_users,
         n_items=n_items,
-        train=csr(train),
-        valid=csr(valid) if valid else None,
-        tests={stem: csr(p) for stem, p in tests.items()},
+        train=train_csr,
+        valid=valid_csr,
+        tests=test_csrs,
         not_candidate=not_candidate,
     )
 
 
-def load_split_dir(path: str | os.PathLike, name: str | None = None) -> SplitData:
+def _same_pairs(a: Interactions, b: Interactions) -> bool:
+    return np.array_equal(a.indptr, b.indptr) and np.array_equal(a.items, b.items)
+
+
+def _warn_identical_tests(tests: dict[str, Interactions], warn: Warn) -> None:
+    """One line per group of test sets that hold the same pairs."""
+    groups: list[list[str]] = []
+    for stem, pairs in tests.items():
+        group = next((g for g in groups if _same_pairs(tests[g[0]], pairs)), None)
+        if group is None:
+            groups.append([stem])
+        else:
+            group.append(stem)
+    for group in groups:
+        if len(group) < 2:
+            continue
+        names = ", ".join(group[:-1]) + f" and {group[-1]}"
+        files = ", ".join(pathlib.PurePath(tests[stem].path).name for stem in group)
+        warn(
+            f"{names} hold the same {_plural(tests[group[0]].nnz, 'pair')} ({files}); "
+            "their metrics will be equal"
+        )
+
+
+def _warn_untrained(
+    root: str,
+    train: Interactions,
+    evaluated: list[Interactions | None],
+    n_items: int,
+    warn: Warn,
+) -> None:
+    """Reports evaluated users and items that have no training pairs."""
+    untrained_user = train.degrees() == 0
+    seen_items = np.zeros(n_items, dtype=bool)
+    for pairs in evaluated:
+        if pairs is None:
+            continue
+        count = int(np.count_nonzero(untrained_user & (pairs.degrees() > 0)))
+        if count == 1:
+            warn(
+                f"{pairs.path}: 1 user has pairs here but no training items; "
+                "it is evaluated with an untrained embedding"
+            )
+        elif count:
+            warn(
+                f"{pairs.path}: {count} users have pairs here but no training items; "
+                "they are evaluated with untrained embeddings"
+            )
+        seen_items[pairs.items] = True
+    seen_items[train.items] = False
+    count = int(np.count_nonzero(seen_items))
+    if count == 1:
+        warn(
+            f"{root}: 1 item occurs in valid/test files but not in train; "
+            "it is ranked, but its embedding never trains on a positive"
+        )
+    elif count:
+        warn(
+            f"{root}: {count} items occur in valid/test files but not in train; "
+            "they are ranked, but their embeddings never train on a positive"
+        )
+
+
+def load_split_dir(
+    path: str | os.PathLike,
+    name: str | None = None,
+    *,
+    n_users: int | None = None,
+    n_items: int | None = None,
+    warn: Warn | None = None,
+) -> SplitData:
     """Reads a split directory into CSR interaction matrices.
 
     Users may span several lines (merged); a line holding only a user id adds a
     user with no items; repeated pairs are kept once; blank lines, CRLF, tabs
-    and trailing spaces are tolerated. n_users and n_items count every file,
-    not_candidate.txt included, so all splits share one id space.
+    and trailing spaces are tolerated. Without declared sizes, n_users and n_items
+    count every file, not_candidate.txt included, so all splits share one id space.
 
     Args:
       path: the directory.
       name: the dataset's name; defaults to the directory's base name.
+      n_users: declared number of users (the ``--n_users`` flag), or None to take
+        max user id + 1. Every user id must lie below it; a larger size than the
+        data needs is allowed (users without pairs).
+      n_items: declared number of items (``--n_items``), likewise.
+      warn: receives each warning line (see the module docstring); None prints
+        ``warning: LINE`` to stderr (:func:`print_warning`).
 
     Returns:
       The SplitData; every Interactions has indptr of shape [n_users + 1].
 
     Raises:
       DataError: the directory or its train file is missing, a file is not valid
-        gzip, a token is not an integer in [0, 2**31 - 1], or train has no pairs.
+        gzip, a token is not an integer in [0, 2**31 - 1], an id is at or above a
+        declared size, or train has no pairs.
+      ConfigError: a declared size is not an integer in [1, 2**31].
     """
     root = pathlib.Path(path)
-    return _load(root, name if name is not None else root.resolve().name)
+    return _load(
+        root,
+        name if name is not None else root.resolve().name,
+        n_users=n_users,
+        n_items=n_items,
+        warn=warn,
+    )
 
 
 def _embedded_datasets() -> list[str]:
@@ -348,21 +548,31 @@ def _embedded_datasets() -> list[str]:
     )
 
 
-def load_dataset(dataset: str | None = "coat", data_dir: str | None = None) -> SplitData:
+def load_dataset(
+    dataset: str | None = "coat",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    n_users: int | None = None,
+    n_items: int | None = None,
+    warn: Warn | None = None,
+) -> SplitData:
     """Loads a split directory, or a dataset embedded in the package.
 
     Args:
       dataset: name of an embedded dataset (only "coat"); ignored when data_dir is set.
       data_dir: a split directory to load instead, named after its base name.
+      n_users, n_items, warn: as in :func:`load_split_dir`.
 
     Returns:
       The SplitData.
 
     Raises:
       DataError: neither argument is given, the name is unknown, or the files are bad.
+      ConfigError: a declared size is not an integer in [1, 2**31].
     """
+    sizes = dict(n_users=n_users, n_items=n_items, warn=warn)
     if data_dir is not None:
-        return load_split_dir(data_dir)
+        return load_split_dir(data_dir, **sizes)
     if dataset is None:
         raise DataError("no dataset: give an embedded dataset name or data_dir")
     available = _embedded_datasets()
@@ -372,4 +582,4 @@ def load_dataset(dataset: str | None = "coat", data_dir: str | None = None) -> S
             "(or pass data_dir)"
         )
     # files() gives a Traversable, so this also works when installed as a zip.
-    return _load(importlib.resources.files(_EMBEDDED_PACKAGE) / dataset, dataset)
+    return _load(importlib.resources.files(_EMBEDDED_PACKAGE) / dataset, dataset, **sizes)

@@ -17,6 +17,7 @@ class TrainConfig:
     Attributes:
       dataset: embedded dataset name, used when data_dir is empty.
       data_dir: a split directory; overrides dataset.
+      n_users, n_items: declared sizes; an id beyond them is an error. 0: from the data.
       n_layers: LightGCN layers; 0 = MF.
       propagation: "auto" (the platform's fastest) or one of models.propagation.METHODS.
       emb_dim: embedding size.
@@ -39,6 +40,8 @@ class TrainConfig:
 
     dataset: str = "coat"
     data_dir: str = ""
+    n_users: int = 0
+    n_items: int = 0
     n_layers: int = 0
     propagation: str = "auto"
     emb_dim: int = 64
@@ -74,7 +77,15 @@ class TrainConfig:
         for name in ("n_neg", "batch_size", "emb_dim", "eval_every", "eval_batch_size", "t_adv"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("n_layers", "max_epochs", "e_adv", "patience", "warm_up_epochs"):
+        for name in (
+            "n_users",
+            "n_items",
+            "n_layers",
+            "max_epochs",
+            "e_adv",
+            "patience",
+            "warm_up_epochs",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.tau <= 0 or self.k_neg <= 0:

@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 import jax
 
-from advjax.checkpoints import LoopState, RunCheckpoints
 from advjax.data import SplitData, load_dataset
-from advjax.errors import NonFiniteError
+from advjax.errors import NonFiniteError, WorkdirError
 from advjax.evaluation import build_evaluators
+from advjax.logs import ScalarLog
+from advjax.train.checkpoints import LoopState, RunCheckpoints
 from advjax.train.config import TrainConfig
 from advjax.train.schedule import is_adversarial_epoch
 from advjax.train.state import init_state
@@ -38,6 +39,14 @@ def print_flushed(line: str) -> None:
     print(line, flush=True)
 
 
+def _eta(epoch_times: list[float], remaining: int) -> str:
+    """Upper bound of the time left (early stopping may end sooner), as 1h02m or 3m05s."""
+    recent = epoch_times[1:][-20:] or epoch_times  # the first epoch carries compilation
+    seconds = int(remaining * sum(recent) / len(recent))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
 def results_table(results: dict[str, dict[str, float]]) -> str:
     """A plain-text table: one row per evaluator, one column per metric."""
     names = list(results)
@@ -58,6 +67,7 @@ def train_and_evaluate(
     log: Callable[[str], None] = print_flushed,
     restart: bool = False,
     max_to_keep: int = 3,
+    test_only: bool = False,
 ) -> dict:
     """Trains per cfg with early stopping on valid Recall@20 and reports every evaluator.
 
@@ -70,14 +80,23 @@ def train_and_evaluate(
       log: receives one progress line per epoch and the final table.
       restart: discard checkpoints of another configuration instead of refusing them.
       max_to_keep: newest state checkpoints kept.
+      test_only: evaluate the workdir's best checkpoint on every split; no training,
+        nothing written.
 
     Returns:
       {"best_epoch": int, evaluator name -> {metric@k: value}, "flags": cfg as a dict,
        "timing": wall-clock figures}.
     """
     start = time.perf_counter()
+    if test_only and not workdir:
+        raise WorkdirError("--test_only needs the --workdir of a run")
     if data is None:
-        data = load_dataset(cfg.dataset, cfg.data_dir or None)
+        data = load_dataset(
+            cfg.dataset,
+            cfg.data_dir or None,
+            n_users=cfg.n_users or None,
+            n_items=cfg.n_items or None,
+        )
     train_data = make_train_data(data, cfg.n_layers)
     fns = make_epoch_fns(
         cfg,
@@ -97,7 +116,7 @@ def train_and_evaluate(
         user_emb, item_emb = fns.embed(params, train_data.graph)
         return {n: evaluators[n].evaluate(user_emb, item_emb, cfg.ks) for n in names}
 
-    ckpt = None
+    ckpt = scalars = None
     loop, best_params = LoopState(), None
     if workdir:
         ckpt = RunCheckpoints(workdir, cfg, max_to_keep=max_to_keep, restart=restart, log=log)
@@ -111,7 +130,19 @@ def train_and_evaluate(
                 f"{loop.best_epoch})"
             )
 
+    if test_only:
+        if best_params is None:
+            raise WorkdirError(f"{workdir}: no best checkpoint to evaluate (--test_only)")
+        report = evaluate(best_params, list(evaluators))
+        log(f"best checkpoint (epoch {loop.best_epoch}) of {workdir}\n" + results_table(report))
+        ckpt.close()
+        return {"best_epoch": loop.best_epoch, **report}
+    if workdir:
+        scalars = ScalarLog(workdir, resume_epoch=int(state.epoch))
+
     has_valid = "valid" in evaluators
+    samples_per_epoch = fns.n_batches * cfg.batch_size
+    epoch_times: list[float] = []
     for epoch in range(int(state.epoch), cfg.max_epochs):
         if has_valid and loop.stale >= cfg.patience:
             break  # a resumed run that had already stopped early
@@ -132,15 +163,24 @@ def train_and_evaluate(
         state, stats = fns.cf_epoch(state, train_data)
         stats = {k: float(v) for k, v in stats.items()}
         _check_finite(stats, f"in epoch {epoch + 1} (steps up to {int(state.step)})")
-        line += f" | {time.perf_counter() - tick:6.2f}s | loss {stats['loss']:.4f}"
+        seconds = time.perf_counter() - tick
+        record = {
+            "loss": stats["loss"],
+            "epoch_s": seconds,
+            "samples_per_s": samples_per_epoch / seconds,
+        }
+        line += f" | {seconds:6.2f}s {record['samples_per_s']:9,.0f}/s | loss {stats['loss']:.4f}"
         if cfg.adversarial:
+            record["kl"] = stats["kl"]
             line += f" | kl {stats['kl']:.3g}"
         if adv_stats is not None:
+            record.update(adv_loss=adv_stats["loss"], adv_kl=adv_stats["kl"])
             line += f" | adv #{int(state.adv_epochs)} loss {adv_stats['loss']:.4f}"
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.max_epochs:
             if has_valid:
                 valid = evaluate(state.cf_params, ["valid"])["valid"]
                 _check_finite(valid, f"in validation after epoch {epoch + 1}")
+                record.update({f"valid/{k}": v for k, v in valid.items()})
                 line += f" | valid {_format_metrics(valid)}"
                 if valid[EARLY_STOP_METRIC] > loop.best_score:
                     loop = LoopState(valid[EARLY_STOP_METRIC], epoch + 1, 0)
@@ -153,6 +193,10 @@ def train_and_evaluate(
                     loop.stale += 1
             if ckpt:
                 ckpt.save(state, loop)
+        if scalars:
+            scalars.write(epoch + 1, record)
+        epoch_times.append(time.perf_counter() - tick)
+        line += f" | eta <= {_eta(epoch_times, cfg.max_epochs - epoch - 1)}"
         log(line)
         if has_valid and loop.stale >= cfg.patience:
             log(f"early stop: {cfg.patience} validations without a better {EARLY_STOP_METRIC}")
@@ -172,6 +216,10 @@ def train_and_evaluate(
         "flags": dataclasses.asdict(cfg),
         "timing": {"total_s": elapsed, "epochs": epochs_run},
     }
+    if scalars:
+        flat = {f"{split}/{k}": v for split, metrics in report.items() for k, v in metrics.items()}
+        scalars.write(epochs_run, flat, final=True)
+        scalars.close()
     if ckpt:
         ckpt.close()
         path = os.path.join(workdir, "results.json")

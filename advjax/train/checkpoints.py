@@ -47,6 +47,20 @@ def _config_dict(cfg: TrainConfig) -> dict:
     return values
 
 
+def load_run_config(workdir: str) -> TrainConfig:
+    """The TrainConfig saved in a run's workdir (its config.json)."""
+    path = os.path.join(workdir, "config.json")
+    try:
+        with open(path) as f:
+            values = json.load(f)
+    except FileNotFoundError:
+        raise WorkdirError(f"{workdir}: no run here (no config.json)") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise WorkdirError(f"{path}: unreadable ({err})") from None
+    values["ks"] = tuple(values["ks"])
+    return TrainConfig(**values)
+
+
 def _host_tree(state: TrainState):
     """State as NumPy arrays with the typed PRNG key as raw data (Orbax stores arrays)."""
     return jax.device_get(state.replace(key=jax.random.key_data(state.key)))
