@@ -16,6 +16,8 @@ import os
 
 from tensorboardX import SummaryWriter
 
+from advjax.errors import WorkdirError
+
 
 class ScalarLog:
     """Writes one record of scalars per epoch.
@@ -53,11 +55,17 @@ class ScalarLog:
         """
         record = {"epoch": epoch, **({"final": True} if final else {})}
         record.update({k: (v if math.isfinite(v) else None) for k, v in scalars.items()})
-        self._jsonl.write(json.dumps(record) + "\n")
-        self._jsonl.flush()
-        for name, value in scalars.items():
-            self._tb.add_scalar(name.replace("@", "_"), value, global_step=epoch)
-        self._tb.flush()
+        try:
+            self._jsonl.write(json.dumps(record) + "\n")
+            self._jsonl.flush()
+            for name, value in scalars.items():
+                self._tb.add_scalar(name.replace("@", "_"), value, global_step=epoch)
+            self._tb.flush()
+        except OSError as err:
+            raise WorkdirError(
+                f"{os.path.dirname(self.path)}: cannot write scalars of epoch {epoch} "
+                f"({err.strerror})"
+            ) from None
 
     def close(self) -> None:
         self._jsonl.close()

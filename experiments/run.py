@@ -140,7 +140,11 @@ def main(argv: list[str]) -> None:
         )
     except (AdvjaxError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Not sys.exit: after a failed write, Orbax's and TensorBoard's exit hooks retry
+        # it and print tracebacks over the one-line error.
+        os._exit(1)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

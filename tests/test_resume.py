@@ -166,3 +166,25 @@ def test_readonly_workdir(tmp_path):
     proc = _start(workdir)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and "not writable" in err
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 200 KiB tmpfs: room for the config and scalars, not for a checkpoint."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_disk_full_is_one_line(full_disk):
+    proc = _start(full_disk / "w")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in err, err[-3000:]
+    (line,) = [x for x in err.splitlines() if not x.startswith("warning: ")]
+    assert line.startswith("error: ") and "no space left on device" in line

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
+import sys
+import threading
 from collections.abc import Callable
 
 import jax
@@ -45,6 +48,36 @@ def _config_dict(cfg: TrainConfig) -> dict:
     values = dataclasses.asdict(cfg)
     values["ks"] = list(values["ks"])
     return values
+
+
+class _QuietWriters:
+    """Holds back what Orbax's and TensorStore's worker threads print when a save fails.
+
+    A failed write (disk full) surfaces as multi-line tracebacks from several threads,
+    through logging, the thread and unraisable-exception hooks and sys.excepthook; the
+    one-line error raised instead says the same. After a failure the run is over, so
+    the hooks stay quiet (`keep`); after a success the previous ones come back.
+    """
+
+    _LOGGERS = ("absl", "asyncio")
+
+    def __enter__(self):
+        self._levels = [logging.getLogger(n).level for n in self._LOGGERS]
+        self._hooks = (threading.excepthook, sys.unraisablehook, sys.excepthook)
+        for name in self._LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        threading.excepthook = lambda hook_args: None
+        sys.unraisablehook = lambda unraisable: None
+        sys.excepthook = lambda *exc_info: None
+        self.keep = False
+        return self
+
+    def __exit__(self, *exc):
+        if not self.keep:
+            for name, level in zip(self._LOGGERS, self._levels, strict=True):
+                logging.getLogger(name).setLevel(level)
+            threading.excepthook, sys.unraisablehook, sys.excepthook = self._hooks
+        return False
 
 
 def load_run_config(workdir: str) -> TrainConfig:
@@ -98,7 +131,10 @@ class RunCheckpoints:
             raise WorkdirError(f"{self.workdir}: workdir not writable ({err.strerror})") from None
         self._check_config(cfg, restart)
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True
+            max_to_keep=max_to_keep,
+            enable_async_checkpointing=False,
+            create=True,
+            cleanup_tmp_directories=True,  # half-written saves of a killed run
         )
         self._states = ocp.CheckpointManager(
             os.path.join(self.workdir, "checkpoints"), options=options
@@ -106,7 +142,10 @@ class RunCheckpoints:
         self._best = ocp.CheckpointManager(
             os.path.join(self.workdir, "best"),
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=1, enable_async_checkpointing=False, create=True
+                max_to_keep=1,
+                enable_async_checkpointing=False,
+                create=True,
+                cleanup_tmp_directories=True,
             ),
         )
 
@@ -138,17 +177,32 @@ class RunCheckpoints:
     def save(self, state: TrainState, loop: LoopState) -> None:
         """Saves the state reached after epoch `state.epoch` with its loop bookkeeping."""
         epoch = int(state.epoch)
-        self._states.save(
-            epoch,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_host_tree(state)),
-                loop=ocp.args.JsonSave(dataclasses.asdict(loop)),
-            ),
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(_host_tree(state)),
+            loop=ocp.args.JsonSave(dataclasses.asdict(loop)),
         )
+        self._guarded_save(self._states, epoch, args, "checkpoint")
 
     def save_best(self, epoch: int, cf_params) -> None:
         """Saves the CF parameters of a new best validation."""
-        self._best.save(epoch, args=ocp.args.StandardSave(jax.device_get(cf_params)))
+        args = ocp.args.StandardSave(jax.device_get(cf_params))
+        self._guarded_save(self._best, epoch, args, "best checkpoint")
+
+    def _guarded_save(self, manager, epoch: int, args, what: str) -> None:
+        with _QuietWriters() as quiet:
+            try:
+                manager.save(epoch, args=args)
+                return
+            except Exception as err:  # noqa: BLE001 - Orbax wraps I/O failures in many types
+                quiet.keep = True
+                failure = err
+        text = str(failure)
+        reason = "no space left on device" if "No space left" in text else text
+        reason = (reason.splitlines() or [type(failure).__name__])[0][:200]
+        raise WorkdirError(
+            f"{self.workdir}: cannot save the {what} of epoch {epoch} ({reason}); "
+            "the previous checkpoints are intact"
+        )
 
     def restore_latest(self, template: TrainState) -> tuple[TrainState, LoopState] | None:
         """The newest readable checkpoint, or None when there is none.
