@@ -9,6 +9,13 @@ masks on device, so memory is bounded by one [batch, n_items] block and no dense
 [n_users, n_items] matrix ever exists. The arrays are arguments, never closed-over
 constants (XLA would constant-fold them and compile for minutes).
 
+Two interchangeable metric paths (chosen statically per evaluator, see
+:func:`make_evaluator`): "top_k" runs ``jax.lax.top_k`` over each batch's scores;
+"rank" counts each target's rank directly from the padded target pairs
+(:func:`advjax.metrics.per_user_rank_metrics`), which is much cheaper on CPU when
+users have few targets. Both give the same per-user metrics (the DCG sums may
+differ in the last float bit).
+
 Per-user metrics come back to the host and are averaged once in float64, so results
 do not depend on the batch size.
 """
@@ -25,8 +32,19 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from advjax.data.splits import Interactions, SplitData
-from advjax.metrics import METRIC_NAMES, per_user_topk_metrics, select_top_k
+from advjax.metrics import (
+    METRIC_NAMES,
+    per_user_rank_metrics,
+    per_user_topk_metrics,
+    select_top_k,
+)
 from advjax.models.scores import l2_normalize
+
+METHODS = ("rank", "top_k")
+# "auto" takes the rank path when the padded target pairs of a batch are at most this
+# many per batch row, and their [pairs, n_items] comparison block stays this small.
+RANK_MAX_PAIRS_PER_ROW = 4
+RANK_MAX_ELEMENTS = 64 * 2**20
 
 
 class _Batches(NamedTuple):
@@ -124,25 +142,35 @@ def _batch_metrics(
     not_candidate: jax.Array,
     batch: _Batches,
     ks: tuple[int, ...],
+    method: str = "top_k",
 ) -> dict[str, jax.Array]:
     """Per-user metrics of one batch: each float32 [batch], zero on padding rows."""
     scores, targets, exclude = _batch_inputs(user_hat, item_hat, not_candidate, batch)
-    metrics = per_user_topk_metrics(scores, targets, exclude, ks)
+    if method == "rank":
+        metrics = per_user_rank_metrics(
+            scores, targets, exclude, batch.target_rows, batch.target_items, ks
+        )
+    elif method == "top_k":
+        metrics = per_user_topk_metrics(scores, targets, exclude, ks)
+    else:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     return {name: jnp.where(batch.valid, value, 0.0) for name, value in metrics.items()}
 
 
-@functools.partial(jax.jit, static_argnames=("ks",))
+@functools.partial(jax.jit, static_argnames=("ks", "method"))
 def _evaluate_batches(
     user_emb: jax.Array,
     item_emb: jax.Array,
     not_candidate: jax.Array,
     batches: _Batches,
     ks: tuple[int, ...],
+    method: str = "top_k",
 ) -> dict[str, jax.Array]:
     """Per-user metrics for all batches: each float32 [n_batches, batch]."""
     user_hat, item_hat = l2_normalize(user_emb), l2_normalize(item_emb)
     return jax.lax.map(
-        lambda batch: _batch_metrics(user_hat, item_hat, not_candidate, batch, ks), batches
+        lambda batch: _batch_metrics(user_hat, item_hat, not_candidate, batch, ks, method),
+        batches,
     )
 
 
@@ -173,6 +201,7 @@ class Evaluator:
       n_users, n_items: expected embedding table sizes.
       users: int32 [n_evaluated] ascending ids of the users with at least one target.
       batch_size: users per jitted batch.
+      method: "rank" or "top_k", the metric path (same results; see module doc).
     """
 
     def __init__(
@@ -184,8 +213,12 @@ class Evaluator:
         batch_size: int,
         batches: _Batches,
         not_candidate: jax.Array,
+        method: str = "top_k",
     ):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.name = name
+        self.method = method
         self.n_users = n_users
         self.n_items = n_items
         self.users = users
@@ -197,7 +230,7 @@ class Evaluator:
     def __repr__(self) -> str:
         return (
             f"Evaluator({self.name!r}, users={len(self.users)}, items={self.n_items}, "
-            f"batch_size={self.batch_size})"
+            f"batch_size={self.batch_size}, method={self.method!r})"
         )
 
     def _check(self, user_emb: jax.Array, item_emb: jax.Array, ks: Sequence[int]):
@@ -234,7 +267,9 @@ class Evaluator:
         ks = self._check(user_emb, item_emb, ks)
         if not len(self.users):
             return {f"{n}@{k}": np.zeros(0, np.float32) for k in ks for n in METRIC_NAMES}
-        out = _evaluate_batches(user_emb, item_emb, self._not_candidate, self._batches, ks)
+        out = _evaluate_batches(
+            user_emb, item_emb, self._not_candidate, self._batches, ks, self.method
+        )
         out = jax.device_get(out)
         return {name: value.reshape(-1)[self._valid] for name, value in out.items()}
 
@@ -285,6 +320,7 @@ def make_evaluator(
     n_items: int,
     not_candidate: np.ndarray | None = None,
     batch_size: int = 1024,
+    method: str = "auto",
 ) -> Evaluator:
     """Builds the evaluator of one target set.
 
@@ -297,12 +333,17 @@ def make_evaluator(
       not_candidate: int [m] item ids excluded for every user, or None.
       batch_size: most users per jitted batch; the users are split into the fewest
         batches of equal size that respect it.
+      method: "rank", "top_k", or "auto": "rank" when the padded target pairs per
+        batch number at most ``RANK_MAX_PAIRS_PER_ROW`` per batch row and at most
+        ``RANK_MAX_ELEMENTS / n_items``, else "top_k". Results are the same either way.
 
     Returns:
       The evaluator.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if method not in METHODS + ("auto",):
+        raise ValueError(f"method must be 'auto' or one of {METHODS}, got {method!r}")
     n_users = targets.n_users
     for source in exclusions:
         if source.n_users != n_users:
@@ -326,6 +367,11 @@ def make_evaluator(
     items = np.concatenate([i for _, i in pairs] + [np.zeros(0, np.int32)])
     exclude_rows, exclude_items = _pack_pairs(positions, items, batch_size, n_batches, n_items)
 
+    if method == "auto":
+        width = target_items.shape[1]
+        small = width <= RANK_MAX_PAIRS_PER_ROW * batch_size
+        method = "rank" if small and width * n_items <= RANK_MAX_ELEMENTS else "top_k"
+
     candidate_mask = np.zeros(n_items, bool)
     if not_candidate is not None:
         candidate_mask[np.asarray(not_candidate)] = True
@@ -338,11 +384,13 @@ def make_evaluator(
         exclude_items=jnp.asarray(exclude_items),
     )
     return Evaluator(
-        name, n_users, n_items, users, batch_size, batches, jnp.asarray(candidate_mask)
+        name, n_users, n_items, users, batch_size, batches, jnp.asarray(candidate_mask), method
     )
 
 
-def build_evaluators(data: SplitData, *, batch_size: int = 1024) -> dict[str, Evaluator]:
+def build_evaluators(
+    data: SplitData, *, batch_size: int = 1024, method: str = "auto"
+) -> dict[str, Evaluator]:
     """The evaluators of a split (SPEC §4).
 
     "valid" (if the split has one) excludes train. Each test set excludes train,
@@ -358,11 +406,18 @@ def build_evaluators(data: SplitData, *, batch_size: int = 1024) -> dict[str, Ev
     Args:
       data: the split.
       batch_size: users per jitted batch.
+      method: metric path of every evaluator ("auto", "rank" or "top_k"; see
+        :func:`make_evaluator`).
 
     Returns:
       name -> evaluator: "valid" first, then the test sets in ``data.tests`` order.
     """
-    common = dict(n_items=data.n_items, not_candidate=data.not_candidate, batch_size=batch_size)
+    common = dict(
+        n_items=data.n_items,
+        not_candidate=data.not_candidate,
+        batch_size=batch_size,
+        method=method,
+    )
     evaluators = {}
     known = [data.train] + ([data.valid] if data.valid is not None else [])
     if data.valid is not None and data.valid.nnz:

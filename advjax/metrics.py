@@ -1,7 +1,9 @@
 """All-ranking top-K metrics: Recall, NDCG, hit ratio and precision (SPEC §4).
 
 Pure and jit-able (``ks``/``k`` are static); no I/O. The evaluators in
-``advjax.evaluation`` call :func:`per_user_topk_metrics` on padded user batches.
+``advjax.evaluation`` call :func:`per_user_topk_metrics` or, when users have few
+targets, :func:`per_user_rank_metrics` (same results, no ``top_k``) on padded user
+batches.
 """
 
 from __future__ import annotations
@@ -60,6 +62,18 @@ def select_top_k(scores: ArrayLike, targets: ArrayLike, exclude: ArrayLike, k: i
     return jax.lax.top_k(masked, k)[1]
 
 
+def _discount_tables(k_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """(discounts float32 [k_max], ideal_dcg float32 [k_max + 1]).
+
+    discounts[r] is the gain of a hit at 0-based rank r, 1 / log2(r + 2);
+    ideal_dcg[j] is the DCG of j hits at ranks 1..j (ideal_dcg[0] = 1 is never a
+    real IDCG: it keeps users without targets at 0 / 1).
+    """
+    discounts = 1.0 / np.log2(np.arange(2, k_max + 2))
+    ideal_dcg = np.concatenate([[1.0], np.cumsum(discounts)]).astype(np.float32)
+    return discounts.astype(np.float32), ideal_dcg
+
+
 def per_user_topk_metrics(
     scores: ArrayLike, targets: ArrayLike, exclude: ArrayLike, ks: Sequence[int] = (20,)
 ) -> dict[str, jax.Array]:
@@ -92,8 +106,7 @@ def per_user_topk_metrics(
     hits = jnp.take_along_axis(targets, top, axis=1)  # bool [U, k_max]
     n_targets = targets.sum(axis=1, dtype=jnp.int32)
     # Rank r (1-based) is worth 1 / log2(r + 1). ideal_dcg[j]: DCG of j hits at ranks 1..j.
-    discounts = 1.0 / np.log2(np.arange(2, k_max + 2))
-    ideal_dcg = np.concatenate([[1.0], np.cumsum(discounts)]).astype(np.float32)  # [0] unused
+    discounts, ideal_dcg = _discount_tables(k_max)
 
     # DCG accumulates rank by rank in a fixed order, not as a reduction: XLA may order
     # a float reduction differently per batch shape, and per-user values must not
@@ -101,7 +114,7 @@ def per_user_topk_metrics(
     dcg = jnp.zeros(scores.shape[:1], jnp.float32)
     out = {}
     for r in range(k_max):
-        dcg = dcg + jnp.where(hits[:, r], np.float32(discounts[r]), np.float32(0.0))
+        dcg = dcg + jnp.where(hits[:, r], discounts[r], np.float32(0.0))
         k = r + 1
         if k in ks:
             n_hits = hits[:, :k].sum(axis=1, dtype=jnp.int32)
@@ -110,6 +123,119 @@ def per_user_topk_metrics(
             out[f"ndcg@{k}"] = dcg / idcg
             out[f"hit_ratio@{k}"] = (n_hits > 0).astype(jnp.float32)
             out[f"precision@{k}"] = n_hits.astype(jnp.float32) / k
+    return {f"{name}@{k}": out[f"{name}@{k}"] for k in ks for name in METRIC_NAMES}
+
+
+def _total_order_key(x: jax.Array) -> jax.Array:
+    """Signed integers ordered like the floats ``x`` in IEEE total order.
+
+    ``jax.lax.top_k`` orders by this total order, not by ``<``: +0.0 beats -0.0 and a
+    (positive) NaN beats everything, so ranks counted with ``>`` would disagree with
+    it on such values.
+    """
+    int_dtype = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[x.dtype.itemsize]
+    bits = jax.lax.bitcast_convert_type(x, int_dtype)
+    # Negative floats are sign-magnitude: flipping the magnitude bits reverses them.
+    return jnp.where(bits < 0, bits ^ jnp.iinfo(int_dtype).max, bits)
+
+
+def target_ranks(
+    scores: ArrayLike,
+    targets: ArrayLike,
+    exclude: ArrayLike,
+    target_rows: ArrayLike,
+    target_items: ArrayLike,
+) -> jax.Array:
+    """0-based position of each (row, item) target in that row's ``top_k`` order.
+
+    Counts, for target t of row u, the items j of row u that :func:`select_top_k`
+    would list before t: masked_j > masked_t, or equal with j < t, in IEEE total
+    order, where masked is ``scores`` with ``exclude & ~targets`` set to ``-inf``.
+    This is exactly the position of t in ``jax.lax.top_k(masked, n_items)``.
+
+    Args:
+      scores: float [n_users, n_items].
+      targets: bool [n_users, n_items]; targets are never excluded.
+      exclude: bool [n_users, n_items].
+      target_rows: int [n_pairs] row of each pair.
+      target_items: int [n_pairs] item of each pair; ids >= n_items are padding
+        (their rank is meaningless).
+
+    Returns:
+      int32 [n_pairs] ranks.
+    """
+    scores, targets, exclude = jnp.asarray(scores), jnp.asarray(targets), jnp.asarray(exclude)
+    target_rows, target_items = jnp.asarray(target_rows), jnp.asarray(target_items)
+    n_items = scores.shape[1]
+    drop = exclude.astype(bool) & ~targets.astype(bool)
+    keys = _total_order_key(jnp.where(drop, -jnp.inf, scores))
+    items = jnp.minimum(target_items, n_items - 1)
+    target_keys = keys[target_rows, items][:, None]
+    row_keys = keys[target_rows]  # [n_pairs, n_items]; fused into the count below
+    before = (row_keys > target_keys) | (
+        (row_keys == target_keys) & (jnp.arange(n_items)[None, :] < items[:, None])
+    )
+    return before.sum(axis=1, dtype=jnp.int32)
+
+
+def per_user_rank_metrics(
+    scores: ArrayLike,
+    targets: ArrayLike,
+    exclude: ArrayLike,
+    target_rows: ArrayLike,
+    target_items: ArrayLike,
+    ks: Sequence[int] = (20,),
+) -> dict[str, jax.Array]:
+    """:func:`per_user_topk_metrics` computed from each target's rank, without ``top_k``.
+
+    Costs O(n_pairs * n_items) instead of a ``top_k`` over [n_users, n_items], which
+    is cheaper when users have few targets. A target is a hit at K when its rank
+    (:func:`target_ranks`) is below K. Per-user sums run as segment sums over the
+    pairs in their given order, so a user's values do not depend on the other rows.
+
+    Args:
+      scores: float [n_users, n_items].
+      targets: bool [n_users, n_items]; must hold exactly the valid pairs.
+      exclude: bool [n_users, n_items]; ``exclude & ~targets`` is masked out.
+      target_rows: int [n_pairs] row of each target pair.
+      target_items: int [n_pairs] item of each pair, unique within a row; ids >=
+        n_items are padding and count for nothing.
+      ks: list lengths (static), each in [1, n_items].
+
+    Returns:
+      The same dict as :func:`per_user_topk_metrics`, equal up to float rounding of
+      the DCG sums (hit counts, recall, precision and hit ratio are exact).
+    """
+    scores, targets, exclude = jnp.asarray(scores), jnp.asarray(targets), jnp.asarray(exclude)
+    ks = _check_inputs(scores, targets, exclude, ks)
+    target_rows = jnp.asarray(target_rows)
+    target_items = jnp.asarray(target_items)
+    if target_rows.ndim != 1 or target_rows.shape != target_items.shape:
+        raise ValueError(
+            f"target_rows {target_rows.shape} and target_items {target_items.shape} must be"
+            " the same [n_pairs]"
+        )
+    n_users, n_items = scores.shape
+    ranks = target_ranks(scores, targets, exclude, target_rows, target_items)
+    real = target_items < n_items
+    k_max = max(ks)
+    discounts, ideal_dcg = _discount_tables(k_max)
+    gains = jnp.where(real, jnp.asarray(discounts)[jnp.minimum(ranks, k_max - 1)], 0.0)
+
+    def per_user(values):
+        return jax.ops.segment_sum(values, target_rows, num_segments=n_users)
+
+    n_targets = per_user(real.astype(jnp.int32))
+    out = {}
+    for k in ks:
+        hit = real & (ranks < k)
+        n_hits = per_user(hit.astype(jnp.int32))
+        dcg = per_user(jnp.where(hit, gains, np.float32(0.0)))
+        idcg = jnp.asarray(ideal_dcg)[jnp.minimum(n_targets, k)]
+        out[f"recall@{k}"] = n_hits / jnp.maximum(n_targets, 1).astype(jnp.float32)
+        out[f"ndcg@{k}"] = dcg / idcg
+        out[f"hit_ratio@{k}"] = (n_hits > 0).astype(jnp.float32)
+        out[f"precision@{k}"] = n_hits.astype(jnp.float32) / k
     return {f"{name}@{k}": out[f"{name}@{k}"] for k in ks for name in METRIC_NAMES}
 
 

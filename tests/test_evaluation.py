@@ -263,13 +263,26 @@ def test_memory_is_bounded_by_the_batch(yahoo, yahoo_evaluators):
     evaluator = yahoo_evaluators["valid"]
     user_emb, item_emb = random_embeddings(yahoo, dim=64)
     compiled = evaluation._evaluate_batches.lower(
-        user_emb, item_emb, evaluator._not_candidate, evaluator._batches, (20,)
+        user_emb, item_emb, evaluator._not_candidate, evaluator._batches, (20,), evaluator.method
     ).compile()
     temp_bytes = compiled.memory_analysis().temp_size_in_bytes
     batch_bytes = evaluator.batch_size * (yahoo.n_items + 1) * 4  # one float32 score block
     dense_bytes = len(evaluator.users) * yahoo.n_items * 4  # 11 batches' worth
-    # About 3.5 score blocks today (scores, masked scores, two masks, top-k).
-    assert temp_bytes < min(8 * batch_bytes, dense_bytes / 2), (temp_bytes, batch_bytes)
+    # About 3.5 score blocks with top-k (scores, masked scores, two masks, top-k). The
+    # rank path adds up to one int32 key per (target pair, item): here 3.9 pairs per
+    # row, ~6.4 blocks in all, still a fixed multiple of the batch (pairs per row are
+    # capped by RANK_MAX_PAIRS_PER_ROW), never the dense matrix.
+    assert evaluator.method == "rank"
+    width = evaluator._batches.target_items.shape[1]
+    pair_bytes = width * yahoo.n_items * 4
+    bound = 4 * batch_bytes + pair_bytes
+    assert bound <= (4 + evaluation.RANK_MAX_PAIRS_PER_ROW) * batch_bytes
+    assert temp_bytes < min(bound, 0.6 * dense_bytes), (temp_bytes, batch_bytes, pair_bytes)
+    top_k = evaluation._evaluate_batches.lower(
+        user_emb, item_emb, evaluator._not_candidate, evaluator._batches, (20,), "top_k"
+    ).compile()
+    top_k_bytes = top_k.memory_analysis().temp_size_in_bytes
+    assert top_k_bytes < min(4 * batch_bytes, dense_bytes / 2), (top_k_bytes, batch_bytes)
 
 
 def test_bad_shapes_raise(coat, coat_evaluators):
@@ -313,3 +326,120 @@ def test_make_evaluator_without_users_still_reports_nan():
     assert len(evaluator.users) == 0
     got = evaluator.evaluate(*random_embeddings(data), ks=(2,))
     assert all(np.isnan(value) for value in got.values())
+
+
+def quantised_embeddings(data, seed, levels=3, dim=4):
+    """Embeddings from a few values: many users and items share vectors, scores tie."""
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(-1.0, 1.0, levels).astype(np.float32)
+    user_emb = grid[rng.integers(levels, size=(data.n_users, dim))]
+    item_emb = grid[rng.integers(levels, size=(data.n_items, dim))]
+    user_emb[np.all(user_emb == 0, axis=1), 0] = 1.0  # no zero vectors
+    item_emb[np.all(item_emb == 0, axis=1), 0] = 1.0
+    return user_emb, item_emb
+
+
+def assert_same_per_user(got, want):
+    assert list(got) == list(want)
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-6, atol=1e-7, err_msg=key)
+
+
+METHOD_KS = (1, 5, 20, 50)
+
+
+@pytest.mark.parametrize("dataset", ["coat", "yahoo"])
+@pytest.mark.parametrize("embeddings", ["random", "quantised"])
+def test_rank_path_equals_top_k_path(dataset, embeddings, request):
+    data = request.getfixturevalue(dataset)
+    by_method = {m: evaluation.build_evaluators(data, method=m) for m in evaluation.METHODS}
+    if embeddings == "random":
+        user_emb, item_emb = random_embeddings(data, seed=11, dim=32)
+    else:
+        user_emb, item_emb = quantised_embeddings(data, seed=12)
+        scores = np.asarray(cosine_scores(user_emb, item_emb))
+        assert len(np.unique(scores)) < 200  # heavily tied
+    for name, evaluator in by_method["rank"].items():
+        assert evaluator.method == "rank" and by_method["top_k"][name].method == "top_k"
+        got = evaluator.per_user(user_emb, item_emb, METHOD_KS)
+        want = by_method["top_k"][name].per_user(user_emb, item_emb, METHOD_KS)
+        assert_same_per_user(got, want)
+        assert got["recall@20"].mean() > 0.0
+
+
+def test_auto_picks_the_rank_path_for_few_targets(coat_evaluators, yahoo_evaluators):
+    for evaluator in [*coat_evaluators.values(), *yahoo_evaluators.values()]:
+        assert evaluator.method == "rank", evaluator
+        width = evaluator._batches.target_items.shape[1]
+        assert width <= evaluation.RANK_MAX_PAIRS_PER_ROW * evaluator.batch_size
+
+
+def test_auto_picks_top_k_for_many_targets():
+    data = tiny_split()
+    # 2 users with 8 targets each: 16 pairs for 2 rows.
+    dense_targets = interactions({0: list(range(8)), 1: list(range(8))}, data.n_users)
+    evaluator = evaluation.make_evaluator("t", dense_targets, [data.train], n_items=8)
+    assert evaluator.method == "top_k"
+    with pytest.raises(ValueError, match="method"):
+        evaluation.make_evaluator("t", dense_targets, [], n_items=8, method="sort")
+
+
+@pytest.mark.parametrize("embeddings", ["random", "quantised"])
+def test_rank_path_does_not_depend_on_batch_size(coat, embeddings):
+    if embeddings == "random":
+        user_emb, item_emb = random_embeddings(coat, seed=13)
+    else:
+        user_emb, item_emb = quantised_embeddings(coat, seed=14)
+    known = [coat.train, coat.valid, coat.tests["test_ood"]]
+    results = []
+    for batch_size in (1, 7, 64, 1024):
+        evaluator = evaluation.make_evaluator(
+            "test_id",
+            coat.tests["test_id"],
+            known,
+            n_items=coat.n_items,
+            batch_size=batch_size,
+            method="rank",
+        )
+        results.append(evaluator.per_user(user_emb, item_emb, METHOD_KS))
+    for got in results[1:]:
+        for key in results[0]:
+            np.testing.assert_array_equal(got[key], results[0][key], err_msg=key)  # exactly
+
+
+@pytest.mark.parametrize("method", evaluation.METHODS)
+def test_target_also_excluded_still_counts(coat, method):
+    # Coat's train-and-test pairs: point each such user at one, which must rank first.
+    train = dense(coat.train, coat.n_users, coat.n_items)
+    test = dense(coat.tests["test_id"], coat.n_users, coat.n_items)
+    users, items = np.nonzero(train & test)
+    user_emb, item_emb = random_embeddings(coat, seed=15)
+    first = {}
+    for u, i in zip(users, items, strict=True):
+        first.setdefault(u, i)
+    for u, i in first.items():
+        user_emb[u] = item_emb[i]
+    evaluator = evaluation.build_evaluators(coat, method=method)["test_id"]
+    assert evaluator.method == method
+    got = evaluator.per_user(user_emb, item_emb, ks=(1,))
+    row_of = {u: r for r, u in enumerate(evaluator.users)}
+    for u in first:
+        assert got["hit_ratio@1"][row_of[u]] == 1.0
+        assert got["ndcg@1"][row_of[u]] == 1.0
+
+
+@pytest.mark.parametrize("method", evaluation.METHODS)
+def test_not_candidate_items_never_beat_a_target(method):
+    data = tiny_split(not_candidate=np.array([0, 4], np.int32))
+    # Items 0 and 4 score highest, then 5, 6, 7 (tied, so in that order): user 0's
+    # targets 5, 6 rank 1, 2; user 1's target 7 ranks 3 (5 and 6 are not its targets).
+    angles = np.array([0.0, 0.5, 0.5, 0.5, 0.0, 0.1, 0.1, 0.1])
+    item_emb = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    user_emb = np.tile(np.array([[1.0, 0.0]], np.float32), (3, 1))
+    evaluator = evaluation.build_evaluators(data, method=method)["test_id"]
+    assert evaluator.method == method
+    got = evaluator.per_user(user_emb, item_emb, ks=(1, 2, 3))
+    np.testing.assert_array_equal(got["hit_ratio@1"], [1.0, 0.0])
+    np.testing.assert_array_equal(got["recall@2"], [1.0, 0.0])
+    np.testing.assert_array_equal(got["recall@3"], [1.0, 1.0])
+    np.testing.assert_allclose(got["ndcg@3"], [1.0, 0.5], rtol=1e-6)

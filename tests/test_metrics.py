@@ -6,12 +6,20 @@ import jax
 import numpy as np
 import pytest
 
-from advjax.metrics import per_user_topk_metrics, select_top_k, topk_metrics
+from advjax.metrics import (
+    per_user_rank_metrics,
+    per_user_topk_metrics,
+    select_top_k,
+    target_ranks,
+    topk_metrics,
+)
 
 # Jitted once per shape and k: eager mode would compile every primitive separately.
 topk_metrics_jit = jax.jit(topk_metrics, static_argnames="k")
 per_user_jit = jax.jit(per_user_topk_metrics, static_argnames="ks")
 select_top_k_jit = jax.jit(select_top_k, static_argnames="k")
+per_user_rank_jit = jax.jit(per_user_rank_metrics, static_argnames="ks")
+target_ranks_jit = jax.jit(target_ranks)
 
 
 def reference_user_metrics(scores, targets, exclude, k):
@@ -183,3 +191,66 @@ def test_bad_inputs_raise(shapes, ks):
     scores, targets, exclude = (np.zeros(s, np.float32) for s in shapes)
     with pytest.raises(ValueError):
         per_user_topk_metrics(scores, targets > 0, exclude > 0, ks)
+
+
+def pairs_of(targets, pad_to=None, pad_item=None):
+    """(rows, items) int32 of every target in row-major order, padded with pad_item."""
+    rows, items = np.nonzero(targets)
+    if pad_to is not None:
+        n_pad = pad_to - len(rows)
+        rows = np.concatenate([rows, np.zeros(n_pad, rows.dtype)])
+        items = np.concatenate([items, np.full(n_pad, pad_item, items.dtype)])
+    return rows.astype(np.int32), items.astype(np.int32)
+
+
+def tied_case(seed, n_users=40, n_items=30):
+    """random_case with scores from a handful of values, +0.0 and -0.0 among them."""
+    scores, targets, exclude = random_case(seed, n_users, n_items, target_rate=0.3)
+    rng = np.random.default_rng(seed + 100)
+    values = np.array([-1.0, -0.0, 0.0, 0.5, 0.5, 1.0], np.float32)
+    return values[rng.integers(len(values), size=scores.shape)], targets, exclude
+
+
+def test_top_k_breaks_ties_by_lower_index_in_total_order():
+    # The order target_ranks reproduces: equal scores go to the lower index, and
+    # lax.top_k ranks +0.0 above -0.0 (IEEE total order, not <).
+    scores = np.array([[1.0, 2.0, 1.0, 2.0, 1.0], [-0.0, 0.0, -0.0, 0.0, -1.0]], np.float32)
+    np.testing.assert_array_equal(jax.lax.top_k(scores, 5)[1], [[1, 3, 0, 2, 4], [1, 3, 0, 2, 4]])
+
+
+@pytest.mark.parametrize("case", [random_case, tied_case])
+def test_target_ranks_are_positions_in_top_k(case):
+    for seed in range(3):
+        scores, targets, exclude = case(seed)
+        rows, items = pairs_of(targets)
+        ranks = np.asarray(target_ranks_jit(scores, targets, exclude, rows, items))
+        order = np.asarray(select_top_k_jit(scores, targets, exclude, scores.shape[1]))
+        position = np.argsort(order, axis=1)  # position[u, i]: rank of item i for user u
+        np.testing.assert_array_equal(ranks, position[rows, items])
+
+
+@pytest.mark.parametrize("case", [random_case, tied_case])
+def test_rank_metrics_equal_topk_metrics(case):
+    ks = (1, 3, 10, 30)
+    for seed in range(3):
+        scores, targets, exclude = case(seed)
+        # Padding pairs (item n_items) at the end, as the evaluators send them.
+        rows, items = pairs_of(targets, pad_to=targets.sum() + 7, pad_item=scores.shape[1])
+        got = per_user_rank_jit(scores, targets, exclude, rows, items, ks)
+        want = per_user_jit(scores, targets, exclude, ks)
+        assert list(got) == list(want)
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-6, atol=1e-7, err_msg=key)
+            if not key.startswith("ndcg"):  # integer counts: exact
+                np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_rank_metrics_count_excluded_targets():
+    # Targets 0 and 2 of user 0 are also excluded; the others' exclusions drop items
+    # 1 and 3, which would otherwise beat the targets.
+    scores = np.array([[0.9, 1.0, 0.8, 0.95, 0.1]], np.float32)
+    targets = np.array([[True, False, True, False, False]])
+    exclude = np.array([[True, True, True, True, False]])
+    got = per_user_rank_metrics(scores, targets, exclude, [0, 0], [0, 2], ks=(2,))
+    assert float(got["recall@2"][0]) == 1.0
+    assert float(got["ndcg@2"][0]) == pytest.approx(1.0)
