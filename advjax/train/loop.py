@@ -41,7 +41,7 @@ def print_flushed(line: str) -> None:
 
 def _eta(epoch_times: list[float], remaining: int) -> str:
     """Upper bound of the time left (early stopping may end sooner), as 1h02m or 3m05s."""
-    recent = epoch_times[1:][-20:] or epoch_times  # the first epoch carries compilation
+    recent = epoch_times[-20:]
     seconds = int(remaining * sum(recent) / len(recent))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
@@ -196,7 +196,8 @@ def train_and_evaluate(
         if scalars:
             scalars.write(epoch + 1, record)
         epoch_times.append(time.perf_counter() - tick)
-        line += f" | eta <= {_eta(epoch_times, cfg.max_epochs - epoch - 1)}"
+        if len(epoch_times) > 1:  # the first epoch's time is mostly compilation
+            line += f" | eta <= {_eta(epoch_times[1:], cfg.max_epochs - epoch - 1)}"
         log(line)
         if has_valid and loop.stale >= cfg.patience:
             log(f"early stop: {cfg.patience} validations without a better {EARLY_STOP_METRIC}")
