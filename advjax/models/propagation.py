@@ -3,14 +3,16 @@
 Sparse-product paths, tested equal (tests/models/test_propagation.py):
   "bcoo": jax.experimental.sparse BCOO matmul, the reference path;
   "segment_sum": gather the source rows, scale, jax.ops.segment_sum by target row;
-  "host_csr": SciPy's CSR product on the host through jax.pure_callback (CPU only:
-    XLA's CPU scatter is the bottleneck of the other two). A is symmetric, so its
-    custom VJP is the same product applied to the cotangent.
+  "host_csr": all layers by SciPy's CSR product on the host in one jax.pure_callback
+    (CPU only: XLA's CPU scatter is the bottleneck of the other two). The layer mean is
+    a polynomial in the symmetric A, so its custom VJP applies it to the cotangent.
 "auto" picks per platform from DEFAULT_METHOD, which records what
 benchmarks/propagation.py measured (see WORKSPACE.md).
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -35,40 +37,47 @@ def resolve_method(method: str) -> str:
     return method
 
 
-def _host_csr_product(indptr, cols, weights, x) -> np.ndarray:
+def _host_layer_mean(indptr, cols, weights, x, *, n_layers: int) -> np.ndarray:
     n = x.shape[0]
     adj = scipy.sparse.csr_matrix((weights, cols, indptr), shape=(n, n))
-    return np.asarray(adj @ x, dtype=x.dtype)
+    total, layer = x.copy(), x
+    for _ in range(n_layers):
+        layer = adj @ layer
+        total += layer
+    return (total / (n_layers + 1)).astype(x.dtype, copy=False)
 
 
-@jax.custom_vjp
-def _host_csr_spmm(graph: Graph, x: jax.Array) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _host_csr_propagate(graph: Graph, x: jax.Array, n_layers: int) -> jax.Array:
+    # All layers in one callback: each callback costs a host round trip (~4 ms here).
     out = jax.ShapeDtypeStruct(x.shape, x.dtype)
     return jax.pure_callback(
-        _host_csr_product, out, graph.indptr, graph.cols, graph.weights, x,
+        functools.partial(_host_layer_mean, n_layers=n_layers),
+        out, graph.indptr, graph.cols, graph.weights, x,
         vmap_method="sequential",
     )  # fmt: skip
 
 
-def _host_csr_fwd(graph, x):
-    return _host_csr_spmm(graph, x), graph
+def _host_csr_fwd(graph, x, n_layers):
+    return _host_csr_propagate(graph, x, n_layers), graph
 
 
-def _host_csr_bwd(graph, cotangent):
-    # (A x)' = A^T g = A g: the normalised adjacency is symmetric. The graph is data.
-    return None, _host_csr_spmm(graph, cotangent)
+def _host_csr_bwd(n_layers, graph, cotangent):
+    # The layer mean is a polynomial in the symmetric A, so it is its own transpose:
+    # the cotangent goes through the same operator. The graph is data (no cotangent).
+    return None, _host_csr_propagate(graph, cotangent, n_layers)
 
 
-_host_csr_spmm.defvjp(_host_csr_fwd, _host_csr_bwd)
+_host_csr_propagate.defvjp(_host_csr_fwd, _host_csr_bwd)
 
 
 def spmm(graph: Graph, x: jax.Array, method: str) -> jax.Array:
-    """One sparse product A @ x.
+    """One sparse product A @ x on device ("host_csr" runs whole propagations instead).
 
     Args:
       graph: normalised adjacency over N nodes.
       x: [N, d] node features.
-      method: one of METHODS.
+      method: "bcoo" or "segment_sum".
 
     Returns:
       [N, d].
@@ -83,8 +92,6 @@ def spmm(graph: Graph, x: jax.Array, method: str) -> jax.Array:
     if method == "segment_sum":
         messages = graph.weights[:, None] * x[graph.cols]
         return jax.ops.segment_sum(messages, graph.rows, num_segments=n, indices_are_sorted=True)
-    if method == "host_csr":
-        return _host_csr_spmm(graph, x)
     raise ValueError(f"unknown propagation method {method!r}")
 
 
@@ -103,6 +110,8 @@ def propagate(x: jax.Array, graph: Graph, n_layers: int, method: str = "auto") -
     if n_layers == 0:
         return x
     method = resolve_method(method)
+    if method == "host_csr":
+        return _host_csr_propagate(graph, x, n_layers)
     total, layer = x, x
     for _ in range(n_layers):
         layer = spmm(graph, layer, method)
