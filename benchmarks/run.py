@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from advjax.data import SplitData, load_dataset
 from advjax.evaluation import build_evaluators
@@ -539,6 +539,7 @@ def default_json_path() -> pathlib.Path:
 
 
 def main(argv: list[str]) -> None:
+    logging.set_verbosity(logging.WARNING)  # keep JAX's backend probing out of the tables
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     cells = select_cells(FLAGS.only, FLAGS.quick)
