@@ -16,8 +16,8 @@ import numpy as np
 from absl import app, flags
 
 from advjax.data import load_dataset
-from advjax.data.graph import Graph, normalized_graph
 from advjax.models.propagation import METHODS, propagate
+from advjax.train.steps import make_train_data
 
 flags.DEFINE_string("data_dir", "../shared/data/yahoo.new", "Split directory.")
 flags.DEFINE_integer("n_layers", 2, "Propagation layers.")
@@ -38,7 +38,7 @@ def _median_ms(fn, *args, repeats: int) -> float:
 def main(argv):
     del argv
     data = load_dataset(data_dir=FLAGS.data_dir)
-    graph = Graph(*map(jnp.asarray, normalized_graph(data.train, data.n_items)))
+    graph = make_train_data(data, FLAGS.n_layers).graph
     n_nodes, dim, n_edges = data.n_users + data.n_items, 64, graph.rows.shape[0]
     x = jax.random.normal(jax.random.key(0), (n_nodes, dim), jnp.float32)
     # Per layer: read an edge (2 int32 + 1 float32), gather a source row, add into a target.

@@ -387,45 +387,31 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+# (header, record key, width, format) of each table column after the cell name.
+_TABLE_COLUMNS = (
+    ("batches", "batches_per_epoch", 8, "d"),
+    ("samples/s", "train_samples_per_s", 10, ".0f"),
+    ("epoch s", "epoch_s", 9, ".3f"),
+    ("adv s", "adv_epoch_s", 9, ".3f"),
+    ("eval s", "eval_s", 8, ".3f"),
+    ("users/s", "eval_users_per_s", 9, ".0f"),
+    ("compile s", "compile_s", 9, ".2f"),
+    ("RSS MB", "peak_rss_mb", 8, ".0f"),
+    ("floor s", "floor_s", 9, ".4f"),
+    ("x floor", "floor_ratio", 8, ".1f"),
+)
+
+
 def results_table(records: list[dict]) -> str:
-    columns = (
-        ("cell", 34, None),
-        ("batches", 8, "d"),
-        ("samples/s", 10, ".0f"),
-        ("epoch s", 9, ".3f"),
-        ("adv s", 9, ".3f"),
-        ("eval s", 8, ".3f"),
-        ("users/s", 9, ".0f"),
-        ("compile s", 9, ".2f"),
-        ("RSS MB", 8, ".0f"),
-        ("floor s", 9, ".4f"),
-        ("x floor", 8, ".1f"),
-    )
-    keys = (
-        None,
-        "batches_per_epoch",
-        "train_samples_per_s",
-        "epoch_s",
-        "adv_epoch_s",
-        "eval_s",
-        "eval_users_per_s",
-        "compile_s",
-        "peak_rss_mb",
-        "floor_s",
-        "floor_ratio",
-    )
-    lines = [
-        " ".join(
-            f"{name:>{width}}" if spec else f"{name:<{width}}" for name, width, spec in columns
-        )
-    ]
+    header = [f"{'cell':<34}"] + [f"{name:>{width}}" for name, _, width, _ in _TABLE_COLUMNS]
+    lines = [" ".join(header)]
     for record in records:
         cell = f"{record['dataset']}/{record['backbone']}/{record['loss']}"
         if "error" in record:
             lines.append(f"{cell:<34} failed: {record['error']}")
             continue
         cells = [f"{cell:<34}"]
-        for (_, width, spec), key in zip(columns[1:], keys[1:], strict=True):
+        for _, key, width, spec in _TABLE_COLUMNS:
             cells.append(f"{_fmt(record[key], spec):>{width}}")
         lines.append(" ".join(cells))
     return "\n".join(lines)
