@@ -229,7 +229,7 @@ def bench_cell(
         n_samples=n_samples,
         max_degree=int(data.train.degrees().max()),
     )
-    train_data = make_train_data(data, n_layers)
+    train_data = make_train_data(data, n_layers, propagation)
     state = init_state(cfg, n_users=data.n_users, n_items=data.n_items)
     n_edges = int(train_data.graph.rows.shape[0])
     method = resolve_method(propagation) if n_layers else "-"

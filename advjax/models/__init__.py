@@ -1,7 +1,7 @@
 """Backbones (MF, LightGCN) and hardness models."""
 
 from advjax.models.hardness import hardness_logits, init_hardness
-from advjax.models.lightgcn import lightgcn_embed
+from advjax.models.lightgcn import lightgcn_embed, lightgcn_rows
 from advjax.models.mf import init_embeddings
 from advjax.models.propagation import propagate, resolve_method
 
@@ -10,6 +10,7 @@ __all__ = [
     "init_embeddings",
     "init_hardness",
     "lightgcn_embed",
+    "lightgcn_rows",
     "propagate",
     "resolve_method",
 ]

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from advjax.data.graph import Graph
 from advjax.models.mf import Params
-from advjax.models.propagation import propagate
+from advjax.models.propagation import propagate, propagate_rows
 
 
 def lightgcn_embed(
@@ -30,3 +30,31 @@ def lightgcn_embed(
     nodes = jnp.concatenate([params["user"], params["item"]], axis=0)
     out = propagate(nodes, graph, n_layers, method)
     return out[:n_users], out[n_users:]
+
+
+def lightgcn_rows(
+    params: Params,
+    graph: Graph,
+    users: jax.Array,
+    *,
+    n_layers: int,
+    method: str = "auto",
+    gram: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """Final embeddings of the users `users` and of every item: what a training step reads.
+
+    Equal to lightgcn_embed's rows `users` and items; the host path computes no other
+    user's final embedding (advjax.models.propagation.propagate_rows).
+
+    Args:
+      params: {"user": [U, d], "item": [I, d]} layer-0 embeddings.
+      graph: normalised adjacency over U + I nodes (unused when n_layers = 0).
+      users: int [B] user ids.
+      n_layers: number of propagation layers L.
+      method: propagation path, see advjax.models.propagation.
+      gram: optional dense item-item operator (propagation.item_gram) for "host_csr".
+
+    Returns:
+      (user rows [B, d], item_emb [I, d]).
+    """
+    return propagate_rows(params["user"], params["item"], graph, users, n_layers, method, gram)

@@ -97,7 +97,7 @@ def train_and_evaluate(
             n_users=cfg.n_users or None,
             n_items=cfg.n_items or None,
         )
-    train_data = make_train_data(data, cfg.n_layers)
+    train_data = make_train_data(data, cfg.n_layers, cfg.propagation)
     fns = make_epoch_fns(
         cfg,
         n_items=data.n_items,

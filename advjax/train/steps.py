@@ -13,13 +13,15 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from advjax import losses
 from advjax.data import SplitData
 from advjax.data.graph import Graph, empty_graph, normalized_graph
 from advjax.errors import ConfigError
-from advjax.models import hardness_logits, lightgcn_embed
+from advjax.models import hardness_logits, lightgcn_embed, lightgcn_rows
+from advjax.models.propagation import gram_pays_off, item_gram, resolve_method
 from advjax.models.scores import l2_normalize, pair_scores
 from advjax.sampling import (
     TrainPairs,
@@ -36,17 +38,28 @@ _CF_STREAM, _ADV_STREAM = 0, 1
 
 
 class TrainData(NamedTuple):
-    """The device arrays a pass reads: training pairs and the propagation graph."""
+    """The device arrays a pass reads: training pairs, the propagation graph and, for
+    small catalogues on the host path, the dense item-item operator (else [0, 0])."""
 
     pairs: TrainPairs
     graph: Graph
+    gram: jax.Array
 
 
-def make_train_data(data: SplitData, n_layers: int) -> TrainData:
+def make_train_data(data: SplitData, n_layers: int, propagation: str = "auto") -> TrainData:
     """Device arrays of a split's training pairs, with its graph when LightGCN needs it."""
     # MF never propagates; an empty graph keeps one TrainData type for every backbone.
     graph = normalized_graph(data.train, data.n_items) if n_layers else empty_graph()
-    return TrainData(make_train_pairs(data.train), Graph(*map(jnp.asarray, graph)))
+    gram = np.zeros((0, 0), np.float32)
+    if (
+        n_layers >= 2
+        and resolve_method(propagation) == "host_csr"
+        and gram_pays_off(data.n_items, data.train.nnz)
+    ):
+        gram = item_gram(graph, data.train.n_users)
+    return TrainData(
+        make_train_pairs(data.train), Graph(*map(jnp.asarray, graph)), jnp.asarray(gram)
+    )
 
 
 def contrastive_loss(
@@ -152,11 +165,13 @@ def make_epoch_fns(
         users_all, pos_all = batches(epoch_key, data.pairs)
 
         def loss_fn(cf_params, users, pos, negs):
-            user_emb, item_emb = embed(cf_params, data.graph)
-            user_vecs = l2_normalize(user_emb[users])
+            user_rows, item_emb = lightgcn_rows(
+                cf_params, data.graph, users,
+                n_layers=cfg.n_layers, method=cfg.propagation, gram=data.gram,
+            )  # fmt: skip
             per, kl = contrastive_loss(
-                cfg, user_vecs, l2_normalize(item_emb), cf_params, state.adv_params,
-                users, pos, negs,
+                cfg, l2_normalize(user_rows), l2_normalize(item_emb), cf_params,
+                state.adv_params, users, pos, negs,
             )  # fmt: skip
             total = jnp.mean(per) + l2_penalty(cfg, cf_params, users, pos, negs)
             return total, jnp.mean(kl)

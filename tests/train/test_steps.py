@@ -27,7 +27,7 @@ def _setup(data, **overrides):
         trace_hook=lambda fn: chex.assert_max_traces(fn, n=1),
     )
     state = init_state(cfg, n_users=data.n_users, n_items=data.n_items)
-    return cfg, fns, state, make_train_data(data, cfg.n_layers)
+    return cfg, fns, state, make_train_data(data, cfg.n_layers, cfg.propagation)
 
 
 def _copy(tree):
