@@ -243,7 +243,7 @@ def bench_cell(
     cf_epoch = fns.cf_epoch.lower(state, train_data).compile()
     compile_s = time.perf_counter() - tick
     adv_epoch = None
-    if cfg.adversarial:
+    if cfg.trains_adversary:
         tick = time.perf_counter()
         adv_epoch = fns.adv_epoch.lower(state, train_data).compile()
         compile_s += time.perf_counter() - tick
@@ -281,7 +281,7 @@ def bench_cell(
         dim=cfg.emb_dim,
         n_layers=n_layers,
         n_edges=n_edges,
-        adversarial=cfg.adversarial,
+        adversarial=cfg.trains_adversary,
     )
     cf_cost = floor.total(cf_terms) * n_batches
     record = {
@@ -321,7 +321,7 @@ def bench_cell(
         "warmup_epochs": warmup_epochs,
         "timed_epochs": timed_epochs,
     }
-    if cfg.adversarial:
+    if cfg.trains_adversary:
         adv_terms = floor.adv_step_terms(
             n_users=data.n_users,
             n_items=data.n_items,

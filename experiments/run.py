@@ -20,39 +20,10 @@ from advjax.errors import AdvjaxError, ConfigError
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.checkpoints import load_run_config
 
-_HELP = {
-    "dataset": "Embedded dataset, used when --data_dir is empty (only 'coat' ships).",
-    "data_dir": "Split directory: train.txt, valid.txt, test_id.txt / test_ood.txt[.gz].",
-    "n_users": "Declared number of users; a larger id is an error. 0: max id + 1 of the data.",
-    "n_items": "Declared number of items; a larger id is an error. 0: max id + 1 of the data.",
-    "n_layers": "LightGCN propagation layers; 0 = MF.",
-    "propagation": "LightGCN sparse product: auto (fastest on this platform), bcoo, "
-    "segment_sum, host_csr (CPU).",
-    "emb_dim": "Embedding size.",
-    "loss": "Training loss: infonce or adv_infonce.",
-    "hardness": "Hardness model of adv_infonce: embed or mlp.",
-    "tau": "Temperature of the cosine logits.",
-    "k_neg": "K, weight of the negative term of adv_infonce (paper: 64).",
-    "n_neg": "Sampled negatives per positive.",
-    "batch_size": "Training batch size; the incomplete last batch is dropped.",
-    "lr": "Adam learning rate of the CF model.",
-    "lr_adv": "Adam learning rate of the hardness model.",
-    "l2_reg": "L2 regulariser weight on layer-0 embeddings.",
-    "t_adv": "Adversarial period T_adv: candidate epochs e with (e + 3) % T_adv == 0.",
-    "e_adv": "E_adv: number of adversarial epochs in the whole run (the KL budget).",
-    "warm_up_epochs": "No adversarial epoch at or before this epoch.",
-    "max_epochs": "Epoch limit.",
-    "eval_every": "Validate every this many epochs.",
-    "patience": "Stop after this many validations without a better valid Recall@20.",
-    "ks": "Comma-separated cut-offs K of the reported metrics (must include 20).",
-    "eval_batch_size": "Users per evaluation batch (results do not depend on it).",
-    "seed": "PRNG seed.",
-}
-
 
 def _define_flags() -> None:
     for field in dataclasses.fields(TrainConfig):
-        default, name, help_text = field.default, field.name, _HELP[field.name]
+        default, name, help_text = field.default, field.name, field.metadata["help"]
         if isinstance(default, bool):
             flags.DEFINE_bool(name, default, help_text)
         elif isinstance(default, int):
@@ -109,7 +80,11 @@ def config_from_flags() -> TrainConfig:
 def default_workdir(cfg: TrainConfig) -> str:
     name = os.path.basename(os.path.normpath(cfg.data_dir)) if cfg.data_dir else cfg.dataset
     backbone = f"lightgcn{cfg.n_layers}" if cfg.n_layers else "mf"
-    loss = f"{cfg.loss}-{cfg.hardness}" if cfg.loss == "adv_infonce" else cfg.loss
+    loss = cfg.loss
+    if cfg.trains_adversary:
+        loss += f"-{cfg.hardness}"
+    if cfg.uses_hardness and cfg.hardness_strategy != "adversarial":
+        loss += f"-{cfg.hardness_strategy}"
     return os.path.join("runs", f"{name}-{backbone}-{loss}")
 
 

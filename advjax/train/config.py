@@ -8,65 +8,88 @@ from advjax.errors import ConfigError
 from advjax.models import propagation
 
 LOSSES = ("infonce", "adv_infonce")
+# How adv_infonce's hardness is set (Fig. 2b/4c): trained to maximise the loss, trained
+# to minimise it, drawn at random per negative, or absent (delta = 0).
+HARDNESS_STRATEGIES = ("adversarial", "reverse", "random", "none")
+
+
+def _setting(default, help_text: str):
+    """A config field with its flag help text."""
+    return dataclasses.field(default=default, metadata={"help": help_text})
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters and run settings. Defaults: MF + AdvInfoNCE on Coat (SPEC §3).
 
-    Attributes:
-      dataset: embedded dataset name, used when data_dir is empty.
-      data_dir: a split directory; overrides dataset.
-      n_users, n_items: declared sizes; an id beyond them is an error. 0: from the data.
-      n_layers: LightGCN layers; 0 = MF.
-      propagation: "auto" (the platform's fastest) or one of models.propagation.METHODS.
-      emb_dim: embedding size.
-      loss: "infonce" or "adv_infonce".
-      hardness: hardness model, "embed" or "mlp" (adv_infonce only).
-      tau: temperature of the cosine logits.
-      k_neg: K, the weight of the negative term in adv_infonce.
-      n_neg: N, sampled negatives per positive.
-      batch_size: training batch size (the incomplete last batch is dropped).
-      lr, lr_adv: Adam learning rates of the CF model and of the hardness model.
-      l2_reg: weight of the L2 regulariser on layer-0 embeddings.
-      t_adv, e_adv, warm_up_epochs: adversarial schedule (SPEC §3).
-      max_epochs: epoch limit.
-      eval_every: validate every this many epochs.
-      patience: stop after this many validations without a better valid Recall@20.
-      ks: cut-offs K of the reported metrics.
-      eval_batch_size: users per evaluation batch.
-      seed: PRNG seed.
+    Each field's help text sits in its metadata (``_setting``); experiments.run turns
+    every field into a flag with that text, so ``--help`` is the field reference.
     """
 
-    dataset: str = "coat"
-    data_dir: str = ""
-    n_users: int = 0
-    n_items: int = 0
-    n_layers: int = 0
-    propagation: str = "auto"
-    emb_dim: int = 64
-    loss: str = "adv_infonce"
-    hardness: str = "embed"
-    tau: float = 0.75
-    k_neg: float = 64.0
-    n_neg: int = 64
-    batch_size: int = 1024
-    lr: float = 1e-3
-    lr_adv: float = 1e-2
-    l2_reg: float = 1e-5
-    t_adv: int = 15
-    e_adv: int = 18
-    warm_up_epochs: int = 0
-    max_epochs: int = 1000
-    eval_every: int = 5
-    patience: int = 10
-    ks: tuple[int, ...] = (20,)
-    eval_batch_size: int = 1024
-    seed: int = 2023
+    dataset: str = _setting(
+        "coat", "Embedded dataset, used when --data_dir is empty (only 'coat' ships)."
+    )
+    data_dir: str = _setting(
+        "",
+        "Split directory: train.txt, valid.txt, test_id.txt / test_ood.txt[.gz]; overrides "
+        "dataset.",
+    )
+    n_users: int = _setting(
+        0, "Declared number of users; a larger id is an error. 0: max id + 1 of the data."
+    )
+    n_items: int = _setting(
+        0, "Declared number of items; a larger id is an error. 0: max id + 1 of the data."
+    )
+    n_layers: int = _setting(0, "LightGCN propagation layers; 0 = MF.")
+    propagation: str = _setting(
+        "auto",
+        "LightGCN sparse product: auto (fastest on this platform), bcoo, segment_sum, "
+        "host_csr (CPU).",
+    )
+    emb_dim: int = _setting(64, "Embedding size.")
+    loss: str = _setting("adv_infonce", "Training loss: infonce or adv_infonce.")
+    hardness: str = _setting("embed", "Hardness model of adv_infonce: embed or mlp.")
+    hardness_strategy: str = _setting(
+        "adversarial",
+        "How adv_infonce sets hardness: adversarial (the adversary maximises the loss), "
+        "reverse (it minimises it: AdvInfoNCE-Reverse), random (logits drawn uniformly in "
+        "[0, 1) per negative and step: InfoNCE-Rand), none (delta = 0).",
+    )
+    tau: float = _setting(0.75, "Temperature of the cosine logits.")
+    k_neg: float = _setting(64.0, "K, weight of the negative term of adv_infonce (paper: 64).")
+    n_neg: int = _setting(64, "Sampled negatives per positive.")
+    batch_size: int = _setting(1024, "Training batch size; the incomplete last batch is dropped.")
+    lr: float = _setting(1e-3, "Adam learning rate of the CF model.")
+    lr_adv: float = _setting(1e-2, "Adam learning rate of the hardness model.")
+    l2_reg: float = _setting(1e-5, "L2 regulariser weight on layer-0 embeddings.")
+    t_adv: int = _setting(
+        15, "Adversarial period T_adv: candidate epochs e with (e + 3) % T_adv == 0."
+    )
+    e_adv: int = _setting(
+        18, "E_adv: number of adversarial epochs in the whole run (the KL budget)."
+    )
+    warm_up_epochs: int = _setting(0, "No adversarial epoch at or before this epoch.")
+    max_epochs: int = _setting(1000, "Epoch limit.")
+    eval_every: int = _setting(5, "Validate every this many epochs.")
+    patience: int = _setting(
+        10, "Stop after this many validations without a better valid Recall@20."
+    )
+    ks: tuple[int, ...] = _setting(
+        (20,), "Comma-separated cut-offs K of the reported metrics (must include 20)."
+    )
+    eval_batch_size: int = _setting(
+        1024, "Users per evaluation batch (results do not depend on it)."
+    )
+    seed: int = _setting(2023, "PRNG seed.")
 
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {LOSSES}")
+        if self.hardness_strategy not in HARDNESS_STRATEGIES:
+            raise ConfigError(
+                f"unknown hardness_strategy {self.hardness_strategy!r}; choose one of "
+                f"{HARDNESS_STRATEGIES}"
+            )
         if self.hardness not in ("embed", "mlp"):
             raise ConfigError(f"unknown hardness model {self.hardness!r}; choose embed or mlp")
         if self.propagation not in ("auto", *propagation.METHODS):
@@ -96,5 +119,11 @@ class TrainConfig:
             raise ConfigError("ks must include 20: early stopping watches valid Recall@20")
 
     @property
-    def adversarial(self) -> bool:
+    def uses_hardness(self) -> bool:
+        """Whether the loss reads hardness logits (adv_infonce)."""
         return self.loss == "adv_infonce"
+
+    @property
+    def trains_adversary(self) -> bool:
+        """Whether a hardness model exists and adversarial epochs run."""
+        return self.uses_hardness and self.hardness_strategy in ("adversarial", "reverse")

@@ -30,6 +30,16 @@ def _check_finite(values: dict[str, float], where: str) -> None:
             raise NonFiniteError(f"non-finite {name} ({value}) {where}; stopping")
 
 
+def _hardness_label(cfg: TrainConfig) -> str:
+    """ "-embed", "-mlp-reverse", "-random", ... after the loss name; "" without hardness."""
+    if not cfg.uses_hardness:
+        return ""
+    label = f"-{cfg.hardness}" if cfg.trains_adversary else ""
+    if cfg.hardness_strategy != "adversarial":
+        label += f"-{cfg.hardness_strategy}"
+    return label
+
+
 def _format_metrics(metrics: dict[str, float], keys=("recall@20", "ndcg@20")) -> str:
     return " ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics)
 
@@ -109,7 +119,7 @@ def train_and_evaluate(
     log(
         f"{data.name}: {data.n_users} users, {data.n_items} items, {data.train.nnz} train pairs; "
         f"{'LightGCN-' + str(cfg.n_layers) if cfg.n_layers else 'MF'} + {cfg.loss}"
-        f"{'-' + cfg.hardness if cfg.adversarial else ''}; {fns.n_batches} batches/epoch"
+        f"{_hardness_label(cfg)}; {fns.n_batches} batches/epoch"
     )
 
     def evaluate(params, names):
@@ -148,7 +158,7 @@ def train_and_evaluate(
             break  # a resumed run that had already stopped early
         tick = time.perf_counter()
         line = f"epoch {epoch + 1:4d}"
-        adversarial = cfg.adversarial and is_adversarial_epoch(
+        adversarial = cfg.trains_adversary and is_adversarial_epoch(
             epoch,
             int(state.adv_epochs),
             t_adv=cfg.t_adv,
@@ -170,7 +180,7 @@ def train_and_evaluate(
             "samples_per_s": samples_per_epoch / seconds,
         }
         line += f" | {seconds:6.2f}s {record['samples_per_s']:9,.0f}/s | loss {stats['loss']:.4f}"
-        if cfg.adversarial:
+        if cfg.uses_hardness:
             record["kl"] = stats["kl"]
             line += f" | kl {stats['kl']:.3g}"
         if adv_stats is not None:

@@ -46,7 +46,7 @@ def init_state(cfg: TrainConfig, *, n_users: int, n_items: int) -> TrainState:
     key_cf, key_adv, key_run = jax.random.split(root, 3)
     cf_params = init_embeddings(key_cf, n_users, n_items, cfg.emb_dim)
     adv_params = {}
-    if cfg.adversarial:
+    if cfg.trains_adversary:
         adv_params = init_hardness(
             key_adv, cfg.hardness, n_users=n_users, n_items=n_items, cf_dim=cfg.emb_dim
         )

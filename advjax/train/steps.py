@@ -71,27 +71,40 @@ def contrastive_loss(
     users: jax.Array,
     pos: jax.Array,
     negs: jax.Array,
+    key: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Per-sample loss and hardness KL of one batch.
 
     Args:
-      cfg: run settings (loss, tau, k_neg, hardness model).
+      cfg: run settings (loss, tau, k_neg, hardness model and strategy).
       user_vecs: [B, d] unit-norm final embeddings of the batch's users.
       item_table: [I, d] unit-norm final item embeddings.
       cf_params: layer-0 CF tables (read by the "mlp" hardness model).
       adv_params: hardness model parameters.
       users: int [B]; pos: int [B]; negs: int [B, N].
+      key: PRNG key of the batch; the "random" hardness strategy draws from it.
 
     Returns:
       (loss [B], kl [B]); kl = KL(uniform || hardness distribution), zero for InfoNCE.
     """
     pos_logits = pair_scores(user_vecs, item_table, pos[:, None])[:, 0] / cfg.tau
     neg_logits = pair_scores(user_vecs, item_table, negs) / cfg.tau
-    if not cfg.adversarial:
+    if not cfg.uses_hardness:
         return losses.infonce(pos_logits, neg_logits), jnp.zeros_like(pos_logits)
-    hard = hardness_logits(adv_params, cfg.hardness, users, negs, cf_params)
+    hard = hardness_for(cfg, adv_params, users, negs, cf_params, key)
     loss = losses.adv_infonce(pos_logits, neg_logits, hard, k_neg=cfg.k_neg)
     return loss, losses.hardness_kl(hard)
+
+
+def hardness_for(cfg: TrainConfig, adv_params, users, negs, cf_params, key) -> jax.Array:
+    """[B, N] hardness logits under cfg.hardness_strategy (Fig. 2b/4c variants)."""
+    if cfg.hardness_strategy == "none":
+        return jnp.zeros(negs.shape, jnp.float32)
+    if cfg.hardness_strategy == "random":
+        if key is None:
+            raise ValueError("the random hardness strategy needs a key")
+        return jax.random.uniform(key, negs.shape, jnp.float32)
+    return hardness_logits(adv_params, cfg.hardness, users, negs, cf_params)
 
 
 def l2_penalty(cfg: TrainConfig, cf_params: dict, users, pos, negs) -> jax.Array:
@@ -164,14 +177,14 @@ def make_epoch_fns(
         epoch_key = jax.random.fold_in(jax.random.fold_in(state.key, _CF_STREAM), state.epoch)
         users_all, pos_all = batches(epoch_key, data.pairs)
 
-        def loss_fn(cf_params, users, pos, negs):
+        def loss_fn(cf_params, users, pos, negs, key):
             user_rows, item_emb = lightgcn_rows(
                 cf_params, data.graph, users,
                 n_layers=cfg.n_layers, method=cfg.propagation, gram=data.gram,
             )  # fmt: skip
             per, kl = contrastive_loss(
                 cfg, l2_normalize(user_rows), l2_normalize(item_emb), cf_params,
-                state.adv_params, users, pos, negs,
+                state.adv_params, users, pos, negs, key,
             )  # fmt: skip
             total = jnp.mean(per) + l2_penalty(cfg, cf_params, users, pos, negs)
             return total, jnp.mean(kl)
@@ -180,7 +193,10 @@ def make_epoch_fns(
             params, opt, step = carry
             index, users, pos = xs
             negs = negatives(epoch_key, data.pairs, users, index)
-            (loss, kl), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, users, pos, negs)
+            key = jax.random.fold_in(jax.random.fold_in(epoch_key, 2), index)
+            (loss, kl), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                params, users, pos, negs, key
+            )
             updates, opt = cf_tx.update(grads, opt, params)
             return (optax.apply_updates(params, updates), opt, step + 1), (loss, kl)
 
@@ -209,8 +225,10 @@ def make_epoch_fns(
             index, users, pos = xs
             negs = negatives(epoch_key, data.pairs, users, index)
             (loss, kl), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, users, pos, negs)
-            # The adversary maximises the loss: descend on its negation.
-            grads = jax.tree_util.tree_map(jnp.negative, grads)
+            # The adversary maximises the loss: descend on its negation ("reverse":
+            # it minimises the loss, AdvInfoNCE-Reverse).
+            if cfg.hardness_strategy == "adversarial":
+                grads = jax.tree_util.tree_map(jnp.negative, grads)
             updates, opt = adv_tx.update(grads, opt, params)
             return (optax.apply_updates(params, updates), opt), (loss, kl)
 

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from advjax import losses
 from advjax.data import load_dataset
 from advjax.models.scores import l2_normalize
 from advjax.sampling import bisection_steps, epoch_positives, sample_negatives
@@ -102,3 +103,46 @@ def test_infonce_has_no_adversary(coat):
     assert state.adv_params == {}
     state, stats = fns.cf_epoch(state, train_data)
     assert float(stats["kl"]) == 0.0 and np.isfinite(float(stats["loss"]))
+
+
+def test_reverse_adversary_lowers_the_loss(coat):
+    cfg, fns, state, train_data = _setup(coat, hardness_strategy="reverse", lr_adv=0.05)
+    loss0, kl0 = _fixed_loss(cfg, coat, train_data, state)
+    for _ in range(5):
+        state, _ = fns.adv_epoch(state, train_data)
+    loss1, kl1 = _fixed_loss(cfg, coat, train_data, state)
+    assert loss1 < loss0 - 0.05 and kl1 > kl0  # descent: easy negatives weigh more
+
+
+def test_no_hardness_is_adv_infonce_with_zero_delta(coat):
+    cfg, fns, state, train_data = _setup(coat, hardness_strategy="none")
+    assert state.adv_params == {}
+    users, pos = jnp.arange(8), jnp.arange(8)
+    negs = jnp.arange(8 * 16).reshape(8, 16) % coat.n_items
+    u, i = l2_normalize(state.cf_params["user"][users]), l2_normalize(state.cf_params["item"])
+    per, kl = contrastive_loss(cfg, u, i, state.cf_params, {}, users, pos, negs)
+    expected = losses.infonce(
+        jnp.sum(u * i[pos], -1) / cfg.tau,
+        jnp.einsum("bd,bnd->bn", u, i[negs]) / cfg.tau + jnp.log(cfg.k_neg),
+    )
+    np.testing.assert_allclose(np.asarray(per), np.asarray(expected), rtol=1e-5)
+    assert float(jnp.max(kl)) == 0.0
+
+
+def test_random_hardness_draws_per_key_and_trains_no_adversary(coat):
+    cfg, fns, state, train_data = _setup(coat, hardness_strategy="random")
+    assert state.adv_params == {}
+    users, pos = jnp.arange(8), jnp.arange(8)
+    negs = jnp.arange(8 * 16).reshape(8, 16) % coat.n_items
+    u, i = l2_normalize(state.cf_params["user"][users]), l2_normalize(state.cf_params["item"])
+
+    def loss(seed):
+        key = jax.random.key(seed)
+        return contrastive_loss(cfg, u, i, state.cf_params, {}, users, pos, negs, key)
+
+    (a, kl_a), (b, _), (c, _) = loss(0), loss(0), loss(1)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.allclose(np.asarray(a), np.asarray(c))
+    assert 0.0 < float(jnp.mean(kl_a)) < 0.1  # logits in [0, 1): mild, non-uniform weights
+    state, stats = fns.cf_epoch(state, train_data)
+    assert float(stats["kl"]) > 0.0 and np.isfinite(float(stats["loss"]))
