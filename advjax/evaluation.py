@@ -9,12 +9,14 @@ masks on device, so memory is bounded by one [batch, n_items] block and no dense
 [n_users, n_items] matrix ever exists. The arrays are arguments, never closed-over
 constants (XLA would constant-fold them and compile for minutes).
 
-Two interchangeable metric paths (chosen statically per evaluator, see
-:func:`make_evaluator`): "top_k" runs ``jax.lax.top_k`` over each batch's scores;
-"rank" counts each target's rank directly from the padded target pairs
+Three interchangeable metric paths (chosen statically per evaluator, see
+:func:`make_evaluator`): "top_k" runs ``jax.lax.top_k`` over each batch's scores, the
+reference; "rank" counts each target's rank directly from the padded target pairs
 (:func:`advjax.metrics.per_user_rank_metrics`), which is much cheaper on CPU when
-users have few targets. Both give the same per-user metrics (the DCG sums may
-differ in the last float bit).
+users have few targets; "chunked" scores items x users (the faster GEMM layout on
+CPU), writes the exclusions into the scores, and finds the exact top K through chunk
+maxima (:func:`advjax.metrics.chunked_top_k`), for large catalogues. All give the
+same per-user metrics (the DCG sums may differ in the last float bit).
 
 Per-user metrics come back to the host and are averaged once in float64, so results
 do not depend on the batch size.
@@ -34,17 +36,23 @@ from jax.typing import ArrayLike
 from advjax.data.splits import Interactions, SplitData
 from advjax.metrics import (
     METRIC_NAMES,
+    chunked_top_k,
+    per_user_metrics_from_ranks,
     per_user_rank_metrics,
     per_user_topk_metrics,
     select_top_k,
 )
 from advjax.models.scores import l2_normalize
 
-METHODS = ("rank", "top_k")
+METHODS = ("rank", "top_k", "chunked")
 # "auto" takes the rank path when the padded target pairs of a batch are at most this
 # many per batch row, and their [pairs, n_items] comparison block stays this small.
 RANK_MAX_PAIRS_PER_ROW = 4
 RANK_MAX_ELEMENTS = 64 * 2**20
+# Items per chunk of the "chunked" path; "auto" takes it for catalogues of at least
+# CHUNKED_MIN_ITEMS items (smaller ones are cheap either way).
+CHUNK = 64
+CHUNKED_MIN_ITEMS = 8192
 
 
 class _Batches(NamedTuple):
@@ -133,7 +141,41 @@ def _batch_inputs(
     scores = jnp.matmul(user_hat[batch.users], item_hat.T, precision=jax.lax.Precision.HIGHEST)
     targets = _scatter_mask(batch.target_rows, batch.target_items, batch_size, n_items)
     exclude = _scatter_mask(batch.exclude_rows, batch.exclude_items, batch_size, n_items)
-    return scores, targets, exclude | not_candidate[None, :]
+    if not_candidate.shape[0]:
+        exclude = exclude | not_candidate[None, :]
+    return scores, targets, exclude
+
+
+def _chunked_metrics(
+    user_hat: jax.Array,
+    item_hat: jax.Array,
+    not_candidate: jax.Array,
+    batch: _Batches,
+    ks: tuple[int, ...],
+    chunk: int,
+) -> dict[str, jax.Array]:
+    """The "chunked" path's per-user metrics of one batch (see the module doc)."""
+    batch_size, n_items = batch.users.shape[0], item_hat.shape[0]
+    scores_t = jnp.matmul(
+        item_hat, user_hat[batch.users].T, precision=jax.lax.Precision.HIGHEST
+    )  # [n_items, batch]
+    # Flat indices: XLA's CPU scatter runs several times faster on them than on 2-D
+    # ones. Padding pairs (item n_items) fall outside the block and are dropped.
+    targets = batch.target_items * batch_size + batch.target_rows
+    if not_candidate.shape[0]:
+        # Blocked for every user, except as the user's own target (SPEC §4).
+        kept = scores_t.reshape(-1).at[targets].get(mode="fill", fill_value=-jnp.inf)
+        scores_t = jnp.where(not_candidate[:, None], -jnp.inf, scores_t)
+        scores_t = scores_t.reshape(-1).at[targets].set(kept, mode="drop")
+    # The exclusion pairs hold no target (make_evaluator removed them).
+    excluded = batch.exclude_items * batch_size + batch.exclude_rows
+    scores_t = scores_t.reshape(-1).at[excluded].set(-jnp.inf, mode="drop")
+    k_max = max(ks)
+    top = chunked_top_k(scores_t.reshape(n_items, batch_size), k_max, chunk)  # [batch, K]
+    match = top[batch.target_rows] == batch.target_items[:, None]  # [n_pairs, K]
+    ranks = jnp.where(match.any(axis=1), jnp.argmax(match, axis=1), k_max)
+    real = batch.target_items < n_items
+    return per_user_metrics_from_ranks(ranks, real, batch.target_rows, n_users=batch_size, ks=ks)
 
 
 def _batch_metrics(
@@ -143,8 +185,15 @@ def _batch_metrics(
     batch: _Batches,
     ks: tuple[int, ...],
     method: str = "top_k",
+    chunk: int = CHUNK,
 ) -> dict[str, jax.Array]:
     """Per-user metrics of one batch: each float32 [batch], zero on padding rows."""
+    n_chunks = -(-item_hat.shape[0] // chunk)
+    if method == "chunked" and n_chunks >= max(ks):
+        metrics = _chunked_metrics(user_hat, item_hat, not_candidate, batch, ks, chunk)
+        return {name: jnp.where(batch.valid, value, 0.0) for name, value in metrics.items()}
+    if method == "chunked":
+        method = "top_k"  # fewer chunks than K: the plain top_k is cheap anyway
     scores, targets, exclude = _batch_inputs(user_hat, item_hat, not_candidate, batch)
     if method == "rank":
         metrics = per_user_rank_metrics(
@@ -157,7 +206,7 @@ def _batch_metrics(
     return {name: jnp.where(batch.valid, value, 0.0) for name, value in metrics.items()}
 
 
-@functools.partial(jax.jit, static_argnames=("ks", "method"))
+@functools.partial(jax.jit, static_argnames=("ks", "method", "chunk"))
 def _evaluate_batches(
     user_emb: jax.Array,
     item_emb: jax.Array,
@@ -165,11 +214,12 @@ def _evaluate_batches(
     batches: _Batches,
     ks: tuple[int, ...],
     method: str = "top_k",
+    chunk: int = CHUNK,
 ) -> dict[str, jax.Array]:
     """Per-user metrics for all batches: each float32 [n_batches, batch]."""
     user_hat, item_hat = l2_normalize(user_emb), l2_normalize(item_emb)
     return jax.lax.map(
-        lambda batch: _batch_metrics(user_hat, item_hat, not_candidate, batch, ks, method),
+        lambda batch: _batch_metrics(user_hat, item_hat, not_candidate, batch, ks, method, chunk),
         batches,
     )
 
@@ -201,7 +251,8 @@ class Evaluator:
       n_users, n_items: expected embedding table sizes.
       users: int32 [n_evaluated] ascending ids of the users with at least one target.
       batch_size: users per jitted batch.
-      method: "rank" or "top_k", the metric path (same results; see module doc).
+      method: "rank", "top_k" or "chunked", the metric path (same results; see the
+        module doc).
     """
 
     def __init__(
@@ -214,11 +265,13 @@ class Evaluator:
         batches: _Batches,
         not_candidate: jax.Array,
         method: str = "top_k",
+        chunk: int = CHUNK,
     ):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.name = name
         self.method = method
+        self.chunk = chunk
         self.n_users = n_users
         self.n_items = n_items
         self.users = users
@@ -268,7 +321,7 @@ class Evaluator:
         if not len(self.users):
             return {f"{n}@{k}": np.zeros(0, np.float32) for k in ks for n in METRIC_NAMES}
         out = _evaluate_batches(
-            user_emb, item_emb, self._not_candidate, self._batches, ks, self.method
+            user_emb, item_emb, self._not_candidate, self._batches, ks, self.method, self.chunk
         )
         out = jax.device_get(out)
         return {name: value.reshape(-1)[self._valid] for name, value in out.items()}
@@ -321,6 +374,7 @@ def make_evaluator(
     not_candidate: np.ndarray | None = None,
     batch_size: int = 1024,
     method: str = "auto",
+    chunk: int = CHUNK,
 ) -> Evaluator:
     """Builds the evaluator of one target set.
 
@@ -333,15 +387,20 @@ def make_evaluator(
       not_candidate: int [m] item ids excluded for every user, or None.
       batch_size: most users per jitted batch; the users are split into the fewest
         batches of equal size that respect it.
-      method: "rank", "top_k", or "auto": "rank" when the padded target pairs per
-        batch number at most ``RANK_MAX_PAIRS_PER_ROW`` per batch row and at most
-        ``RANK_MAX_ELEMENTS / n_items``, else "top_k". Results are the same either way.
+      method: "rank", "top_k", "chunked", or "auto": "rank" when the padded target
+        pairs per batch number at most ``RANK_MAX_PAIRS_PER_ROW`` per batch row and at
+        most ``RANK_MAX_ELEMENTS / n_items``, else "chunked" for at least
+        ``CHUNKED_MIN_ITEMS`` items, else "top_k". Results are the same either way.
+      chunk: items per chunk of the "chunked" path, a power of two; with fewer than
+        K chunks that path runs "top_k" instead.
 
     Returns:
       The evaluator.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if chunk < 1 or chunk & (chunk - 1):
+        raise ValueError(f"chunk must be a power of two, got {chunk}")
     if method not in METHODS + ("auto",):
         raise ValueError(f"method must be 'auto' or one of {METHODS}, got {method!r}")
     n_users = targets.n_users
@@ -359,22 +418,32 @@ def make_evaluator(
     padded[: len(users)] = users
     valid = np.arange(n_batches * batch_size) < len(users)
 
+    target_positions, target_ids = _user_pairs(targets, users)
     target_rows, target_items = _pack_pairs(
-        *_user_pairs(targets, users), batch_size, n_batches, n_items
+        target_positions, target_ids, batch_size, n_batches, n_items
     )
     pairs = [_user_pairs(source, users) for source in exclusions]
     positions = np.concatenate([p for p, _ in pairs] + [np.zeros(0, np.int64)])
     items = np.concatenate([i for _, i in pairs] + [np.zeros(0, np.int32)])
+    # A user's own targets are never excluded (SPEC §4): drop them from the pairs here,
+    # so a path may write the exclusions straight into the scores.
+    own = np.isin(positions * (n_items + 1) + items, target_positions * (n_items + 1) + target_ids)
+    positions, items = positions[~own], items[~own]
     exclude_rows, exclude_items = _pack_pairs(positions, items, batch_size, n_batches, n_items)
 
     if method == "auto":
         width = target_items.shape[1]
         small = width <= RANK_MAX_PAIRS_PER_ROW * batch_size
-        method = "rank" if small and width * n_items <= RANK_MAX_ELEMENTS else "top_k"
+        if small and width * n_items <= RANK_MAX_ELEMENTS:
+            method = "rank"
+        else:
+            method = "chunked" if n_items >= CHUNKED_MIN_ITEMS else "top_k"
 
     candidate_mask = np.zeros(n_items, bool)
     if not_candidate is not None:
         candidate_mask[np.asarray(not_candidate)] = True
+    if not candidate_mask.any():
+        candidate_mask = np.zeros(0, bool)  # static "no such items": the paths skip it
     batches = _Batches(
         users=jnp.asarray(padded.reshape(n_batches, batch_size)),
         valid=jnp.asarray(valid.reshape(n_batches, batch_size)),
@@ -384,12 +453,13 @@ def make_evaluator(
         exclude_items=jnp.asarray(exclude_items),
     )
     return Evaluator(
-        name, n_users, n_items, users, batch_size, batches, jnp.asarray(candidate_mask), method
-    )
+        name, n_users, n_items, users, batch_size, batches, jnp.asarray(candidate_mask), method,
+        chunk,
+    )  # fmt: skip
 
 
 def build_evaluators(
-    data: SplitData, *, batch_size: int = 1024, method: str = "auto"
+    data: SplitData, *, batch_size: int = 1024, method: str = "auto", chunk: int = CHUNK
 ) -> dict[str, Evaluator]:
     """The evaluators of a split (SPEC §4).
 
@@ -406,8 +476,9 @@ def build_evaluators(
     Args:
       data: the split.
       batch_size: users per jitted batch.
-      method: metric path of every evaluator ("auto", "rank" or "top_k"; see
+      method: metric path of every evaluator ("auto", "rank", "top_k" or "chunked"; see
         :func:`make_evaluator`).
+      chunk: items per chunk of the "chunked" path (see :func:`make_evaluator`).
 
     Returns:
       name -> evaluator: "valid" first, then the test sets in ``data.tests`` order.
@@ -417,6 +488,7 @@ def build_evaluators(
         not_candidate=data.not_candidate,
         batch_size=batch_size,
         method=method,
+        chunk=chunk,
     )
     evaluators = {}
     known = [data.train] + ([data.valid] if data.valid is not None else [])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from advjax.metrics import (
+    chunked_top_k,
     per_user_rank_metrics,
     per_user_topk_metrics,
     select_top_k,
@@ -20,6 +21,7 @@ per_user_jit = jax.jit(per_user_topk_metrics, static_argnames="ks")
 select_top_k_jit = jax.jit(select_top_k, static_argnames="k")
 per_user_rank_jit = jax.jit(per_user_rank_metrics, static_argnames="ks")
 target_ranks_jit = jax.jit(target_ranks)
+chunked_top_k_jit = jax.jit(chunked_top_k, static_argnames=("k", "chunk"))
 
 
 def reference_user_metrics(scores, targets, exclude, k):
@@ -254,3 +256,32 @@ def test_rank_metrics_count_excluded_targets():
     got = per_user_rank_metrics(scores, targets, exclude, [0, 0], [0, 2], ks=(2,))
     assert float(got["recall@2"][0]) == 1.0
     assert float(got["ndcg@2"][0]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("case", [random_case, tied_case])
+@pytest.mark.parametrize("chunk", [1, 2, 4, 8])
+def test_chunked_top_k_equals_top_k(case, chunk):
+    # 30 items: chunk 4 and 8 leave a shorter last chunk. Tied cases hold +0.0, -0.0
+    # and repeated values, so both the chunk choice and the final order meet ties.
+    for seed in range(3):
+        scores, _, exclude = case(seed)
+        scores = np.where(exclude, -np.inf, scores).astype(np.float32)
+        n_chunks = -(-scores.shape[1] // chunk)
+        for k in sorted({1, 3, n_chunks}):
+            got = chunked_top_k_jit(scores.T, k=k, chunk=chunk)
+            np.testing.assert_array_equal(got, jax.lax.top_k(scores, k)[1], err_msg=f"k={k}")
+
+
+def test_chunked_top_k_prefers_the_lower_chunk_on_tied_maxima():
+    # Chunks {0,1}, {2,3}, {4,5} all peak at 1.0: top 2 must be items 0 and 2.
+    scores = np.array([[1.0, 0.0, 1.0, 0.0, 1.0, 0.5]], np.float32)
+    np.testing.assert_array_equal(chunked_top_k_jit(scores.T, k=2, chunk=2), [[0, 2]])
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "k", "chunk"),
+    [((30, 2), np.float32, 3, 3), ((30, 2), np.float32, 9, 4), ((30, 2), np.float16, 3, 4)],
+)
+def test_chunked_top_k_rejects_bad_arguments(shape, dtype, k, chunk):
+    with pytest.raises(ValueError, match="chunk"):
+        chunked_top_k(np.zeros(shape, dtype), k, chunk)
