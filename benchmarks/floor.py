@@ -12,13 +12,19 @@ U users, L LightGCN layers over 2E directed edges costs, counted term by term:
   hardness     adv_infonce only: the hardness logits, the same product with the
                hardness tables (dim h), forward only: the CF pass does not
                differentiate the hardness model.
-  propagation  LightGCN only: L layers x 2 (forward, backward) CSR products over the
-               2E edges and U + I nodes: per edge 2 d FLOPs and 4 + 4 + 4 d gathered
-               bytes (column id, weight, source row); per node 4 + 4 d streamed bytes
-               (row offset, output row written once). A COO / segment_sum kernel also
+  propagation  LightGCN only, the cheaper of two ways to the step's rows:
+               full: L layers x 2 (forward, backward) CSR products over the 2E edges
+               and U + I nodes: per edge 2 d FLOPs and 4 + 4 + 4 d gathered bytes
+               (column id, weight, source row); per node 4 + 4 d streamed bytes (row
+               offset, output row written once). A COO / segment_sum kernel also
                accumulates a row per edge (another 4 d per edge), but SciPy's CSR
                kernel (host_csr, the CPU default) does not, and measured faster than a
                floor that counts it: a floor must bound every path.
+               rows (advjax.models.propagation.propagate_rows): per direction one
+               product over the E user-item pairs (R^T U0, or R g back) and
+               floor(L / 2) + floor((L - 1) / 2) item-side products with G = R^T R,
+               each the cheaper of a dense [I, I] GEMM (2 I^2 d FLOPs) and two E-edge
+               products; the batch's own rows of R are negligible (B x mean degree).
   adam         dense Adam over the (U + I) d layer-0 parameters: read parameter,
                gradient and both moments, write parameter and moments (7 words each),
                about 12 FLOPs each.
@@ -103,6 +109,25 @@ def propagation_cost(n_edges: int, n_nodes: int, dim: int, n_layers: int, passes
     )
 
 
+def rows_propagation_cost(n_pairs: int, n_items: int, dim: int, n_layers: int, passes: int) -> Cost:
+    """The bipartite rows path: per pass one E-edge product plus the G products."""
+    one_side = propagation_cost(n_pairs, n_items, dim, 1, passes=1)  # E edges, I outputs
+    n_gram = n_layers // 2 + (n_layers - 1) // 2
+    dense_gram = Cost(
+        flops=2 * n_items * n_items * dim,
+        stream_bytes=WORD * (n_items * n_items + 2 * n_items * dim),
+        gather_bytes=0,
+    )
+    sparse_gram = 2 * one_side
+    gram = dense_gram if _seconds_guess(dense_gram) < _seconds_guess(sparse_gram) else sparse_gram
+    return passes * (one_side + n_gram * gram)
+
+
+def _seconds_guess(cost: Cost) -> float:
+    """Rough ranking of two costs at typical CPU rates (GEMM 50 GFLOP/s, 10 GB/s)."""
+    return cost.flops / 50e9 + (cost.stream_bytes + cost.gather_bytes) / 10e9
+
+
 def adam_cost(n_params: int) -> Cost:
     """One dense Adam update of n_params float32 parameters."""
     return Cost(
@@ -131,7 +156,9 @@ def cf_step_terms(
     if adversarial:
         terms["hardness"] = score_cost(batch, n_items, n_neg, hardness_dim)
     if n_layers:
-        terms["propagation"] = propagation_cost(n_edges, n_users + n_items, dim, n_layers, passes=2)
+        full = propagation_cost(n_edges, n_users + n_items, dim, n_layers, passes=2)
+        rows = rows_propagation_cost(n_edges // 2, n_items, dim, n_layers, passes=2)
+        terms["propagation"] = min(full, rows, key=_seconds_guess)
     terms["adam"] = adam_cost((n_users + n_items) * dim)
     return terms
 

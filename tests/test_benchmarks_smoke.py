@@ -27,18 +27,22 @@ def test_lightgcn_adv_step_and_floor_by_hand():
         # 3 x (negatives + positive), both dense here (I = 5 <= 128).
         "scores": floor.Cost(3 * 320, 3 * 528, 0),
         "hardness": floor.Cost(160, 264, 0),
-        # 2 layers x (fwd, bwd) CSR products: per edge (10) 2 d FLOPs and 4 + 4 + 4 d
-        # gathered bytes, per node (8) 4 + 4 d streamed bytes.
-        "propagation": floor.Cost(4 * 10 * 16, 4 * 8 * 36, 4 * 10 * 40),
+        # The rows path beats 2 layers x (fwd, bwd) full CSR products here. Per pass:
+        # one product over the E = 5 pairs (2 d FLOPs and 4 + 4 + 4 d gathered bytes
+        # per pair, 4 + 4 d streamed bytes per item row) and one dense G = R^T R
+        # product (2 I^2 d FLOPs; I^2 + 2 I d words streamed).
+        "propagation": 2 * (floor.Cost(80, 180, 200) + floor.Cost(400, 4 * (25 + 80), 0)),
         # Adam over (3 + 5) * 8 = 64 parameters: 12 FLOPs, 7 words each.
         "adam": floor.Cost(12 * 64, 0, 0) + floor.Cost(0, 7 * 4 * 64, 0),
     }
+    full = floor.propagation_cost(10, 8, 8, 2, passes=2)
+    assert full == floor.Cost(4 * 10 * 16, 4 * 8 * 36, 4 * 10 * 40)  # the path not taken
     step = floor.total(terms)
-    assert step == floor.Cost(2528, 4792, 1600)
-    # Memory-bound: (4792 + 1600) B at 1000 B/s beats 2528 FLOP at 1000 FLOP/s.
-    assert floor.floor_seconds(step, SLOW_RATES) == pytest.approx(6.392)
+    assert step == floor.Cost(2848, 4840, 400)
+    # Memory-bound: (4840 + 400) B at 1000 B/s beats 2848 FLOP at 1000 FLOP/s.
+    assert floor.floor_seconds(step, SLOW_RATES) == pytest.approx(5.24)
     compute_bound = {**SLOW_RATES, "stream_gb_s": 1.0, "gather_gb_s": 1.0}
-    assert floor.floor_seconds(step * 3, compute_bound) == pytest.approx(3 * 2.528)
+    assert floor.floor_seconds(step * 3, compute_bound) == pytest.approx(3 * 2.848)
 
 
 def test_bench_cell_coat_record():
