@@ -41,7 +41,7 @@ from advjax.data import SplitData, load_dataset
 from advjax.evaluation import build_evaluators
 from advjax.models.propagation import resolve_method
 from advjax.train import TrainConfig, init_state, make_epoch_fns
-from advjax.train.steps import make_train_data
+from advjax.train.steps import make_train_data, pop_level_counts
 from benchmarks import floor
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -230,7 +230,9 @@ def bench_cell(
         max_degree=int(data.train.degrees().max()),
     )
     train_data = make_train_data(data, n_layers, propagation)
-    state = init_state(cfg, n_users=data.n_users, n_items=data.n_items)
+    state = init_state(
+        cfg, n_users=data.n_users, n_items=data.n_items, pop_levels=pop_level_counts(train_data)
+    )
     n_edges = int(train_data.graph.rows.shape[0])
     method = resolve_method(propagation) if n_layers else "-"
     log(

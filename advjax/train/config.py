@@ -7,7 +7,7 @@ import dataclasses
 from advjax.errors import ConfigError
 from advjax.models import propagation
 
-LOSSES = ("infonce", "adv_infonce")
+LOSSES = ("bpr", "infonce", "adv_infonce", "ccl", "bc_loss", "adap_tau")
 # How adv_infonce's hardness is set (Fig. 2b/4c): trained to maximise the loss, trained
 # to minimise it, drawn at random per negative, or absent (delta = 0).
 HARDNESS_STRATEGIES = ("adversarial", "reverse", "random", "none")
@@ -47,7 +47,10 @@ class TrainConfig:
         "host_csr (CPU).",
     )
     emb_dim: int = _setting(64, "Embedding size.")
-    loss: str = _setting("adv_infonce", "Training loss: infonce or adv_infonce.")
+    loss: str = _setting(
+        "adv_infonce",
+        "Training loss: bpr, infonce, adv_infonce, ccl, bc_loss or adap_tau (advjax.losses).",
+    )
     hardness: str = _setting("embed", "Hardness model of adv_infonce: embed or mlp.")
     hardness_strategy: str = _setting(
         "adversarial",
@@ -55,7 +58,23 @@ class TrainConfig:
         "reverse (it minimises it: AdvInfoNCE-Reverse), random (logits drawn uniformly in "
         "[0, 1) per negative and step: InfoNCE-Rand), none (delta = 0).",
     )
-    tau: float = _setting(0.75, "Temperature of the cosine logits.")
+    tau: float = _setting(
+        0.75,
+        "Temperature of the cosine logits (bpr, infonce, adv_infonce; tau1 of bc_loss; the "
+        "warm-up temperature of adap_tau).",
+    )
+    ccl_margin: float = _setting(0.4, "CCL: margin m on the negatives' cosines.")
+    ccl_neg_weight: float = _setting(1.0, "CCL: weight w of the mean negative term.")
+    bc_tau_bias: float = _setting(0.1, "BC loss: temperature tau2 of the popularity branch.")
+    bc_pop_epochs: int = _setting(
+        5, "BC loss: first epochs train only the popularity branch, which then stays fixed."
+    )
+    adap_tau_warm_up: int = _setting(
+        100, "Adap-tau: epochs with tau_0 = --tau before tau_0 follows the embeddings."
+    )
+    adap_tau_beta: float = _setting(
+        1.0, "Adap-tau: scale beta of the per-user loss deviations (Lambert-W form)."
+    )
     k_neg: float = _setting(64.0, "K, weight of the negative term of adv_infonce (paper: 64).")
     n_neg: int = _setting(64, "Sampled negatives per positive.")
     batch_size: int = _setting(1024, "Training batch size; the incomplete last batch is dropped.")
@@ -108,9 +127,16 @@ class TrainConfig:
             "e_adv",
             "patience",
             "warm_up_epochs",
+            "bc_pop_epochs",
+            "adap_tau_warm_up",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("ccl_neg_weight", "bc_tau_bias", "adap_tau_beta"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not -1.0 <= self.ccl_margin <= 1.0:
+            raise ConfigError(f"ccl_margin must be a cosine in [-1, 1], got {self.ccl_margin}")
         if self.tau <= 0 or self.k_neg <= 0:
             raise ConfigError(f"tau and k_neg must be > 0, got {self.tau} and {self.k_neg}")
         if not self.ks or min(self.ks) < 1:

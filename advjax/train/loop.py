@@ -19,7 +19,7 @@ from advjax.train.checkpoints import LoopState, RunCheckpoints
 from advjax.train.config import TrainConfig
 from advjax.train.schedule import is_adversarial_epoch
 from advjax.train.state import init_state
-from advjax.train.steps import make_epoch_fns, make_train_data
+from advjax.train.steps import make_epoch_fns, make_train_data, pop_level_counts
 
 EARLY_STOP_METRIC = "recall@20"
 
@@ -115,7 +115,9 @@ def train_and_evaluate(
         max_degree=int(data.train.degrees().max()),
     )
     evaluators = build_evaluators(data, batch_size=cfg.eval_batch_size)
-    state = init_state(cfg, n_users=data.n_users, n_items=data.n_items)
+    state = init_state(
+        cfg, n_users=data.n_users, n_items=data.n_items, pop_levels=pop_level_counts(train_data)
+    )
     log(
         f"{data.name}: {data.n_users} users, {data.n_items} items, {data.train.nnz} train pairs; "
         f"{'LightGCN-' + str(cfg.n_layers) if cfg.n_layers else 'MF'} + {cfg.loss}"

@@ -15,7 +15,8 @@ class TrainState(struct.PyTreeNode):
     """CF model and hardness model with their Adam states, counters and the root key.
 
     Attributes:
-      cf_params: {"user": [U, d], "item": [I, d]} layer-0 embeddings.
+      cf_params: {"user": [U, d], "item": [I, d]} layer-0 embeddings; BC loss adds its
+        popularity branch {"pop_user": [user levels, d], "pop_item": [item levels, d]}.
       cf_opt: optax state of the CF optimiser.
       adv_params: hardness model parameters (empty dict when the loss has no adversary).
       adv_opt: optax state of the hardness optimiser.
@@ -23,6 +24,9 @@ class TrainState(struct.PyTreeNode):
       epoch: int32 [], CF epochs finished.
       adv_epochs: int32 [], adversarial epochs finished.
       key: the run's root PRNG key; every draw folds counters into it.
+      loss_state: what a loss carries across epochs (empty for most). Adap-tau:
+        {"tau_user": [U] temperatures of the running epoch, "loss_sum": [U] and
+        "loss_count": [U] each user's InfoNCE at temperature 1 summed over it}.
     """
 
     cf_params: dict
@@ -33,6 +37,7 @@ class TrainState(struct.PyTreeNode):
     epoch: jax.Array
     adv_epochs: jax.Array
     key: jax.Array
+    loss_state: dict
 
 
 def make_optimizers(cfg: TrainConfig) -> tuple[optax.GradientTransformation, ...]:
@@ -40,11 +45,32 @@ def make_optimizers(cfg: TrainConfig) -> tuple[optax.GradientTransformation, ...
     return optax.adam(cfg.lr), optax.adam(cfg.lr_adv)
 
 
-def init_state(cfg: TrainConfig, *, n_users: int, n_items: int) -> TrainState:
-    """Fresh state from cfg.seed: Xavier-normal embeddings, zeroed Adam moments."""
+def init_state(
+    cfg: TrainConfig,
+    *,
+    n_users: int,
+    n_items: int,
+    pop_levels: tuple[int, int] = (1, 1),
+) -> TrainState:
+    """Fresh state from cfg.seed: Xavier-normal embeddings, zeroed Adam moments.
+
+    pop_levels: (user, item) popularity level counts, for BC loss's branch
+    (advjax.data.popularity).
+    """
     root = jax.random.key(cfg.seed)
     key_cf, key_adv, key_run = jax.random.split(root, 3)
     cf_params = init_embeddings(key_cf, n_users, n_items, cfg.emb_dim)
+    if cfg.loss == "bc_loss":
+        # Its own stream: the main tables stay those of the other losses at this seed.
+        pop = init_embeddings(jax.random.fold_in(key_cf, 1), *pop_levels, cfg.emb_dim)
+        cf_params = {**cf_params, "pop_user": pop["user"], "pop_item": pop["item"]}
+    loss_state = {}
+    if cfg.loss == "adap_tau":
+        loss_state = {
+            "tau_user": jnp.full((n_users,), cfg.tau, jnp.float32),
+            "loss_sum": jnp.zeros((n_users,), jnp.float32),
+            "loss_count": jnp.zeros((n_users,), jnp.float32),
+        }
     adv_params = {}
     if cfg.trains_adversary:
         adv_params = init_hardness(
@@ -65,4 +91,5 @@ def init_state(cfg: TrainConfig, *, n_users: int, n_items: int) -> TrainState:
         epoch=zero(),
         adv_epochs=zero(),
         key=key_run,
+        loss_state=loss_state,
     )

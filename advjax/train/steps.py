@@ -19,6 +19,7 @@ import optax
 from advjax import losses
 from advjax.data import SplitData
 from advjax.data.graph import Graph, empty_graph, normalized_graph
+from advjax.data.popularity import popularity_levels
 from advjax.errors import ConfigError
 from advjax.models import hardness_logits, lightgcn_embed, lightgcn_rows
 from advjax.models.propagation import gram_pays_off, item_gram, resolve_method
@@ -38,12 +39,21 @@ _CF_STREAM, _ADV_STREAM = 0, 1
 
 
 class TrainData(NamedTuple):
-    """The device arrays a pass reads: training pairs, the propagation graph and, for
-    small catalogues on the host path, the dense item-item operator (else [0, 0])."""
+    """The device arrays a pass reads.
+
+    Attributes:
+      pairs: the training pairs.
+      graph: the propagation graph (empty for MF).
+      gram: the dense item-item operator for small catalogues on the host path, else
+        [0, 0] (advjax.models.propagation.item_gram).
+      user_level, item_level: int32 [U], [I] popularity levels (BC loss's branch).
+    """
 
     pairs: TrainPairs
     graph: Graph
     gram: jax.Array
+    user_level: jax.Array
+    item_level: jax.Array
 
 
 def make_train_data(data: SplitData, n_layers: int, propagation: str = "auto") -> TrainData:
@@ -57,9 +67,19 @@ def make_train_data(data: SplitData, n_layers: int, propagation: str = "auto") -
         and gram_pays_off(data.n_items, data.train.nnz)
     ):
         gram = item_gram(graph, data.train.n_users)
+    user_level, item_level = popularity_levels(data.train, data.n_items)
     return TrainData(
-        make_train_pairs(data.train), Graph(*map(jnp.asarray, graph)), jnp.asarray(gram)
+        make_train_pairs(data.train),
+        Graph(*map(jnp.asarray, graph)),
+        jnp.asarray(gram),
+        jnp.asarray(user_level),
+        jnp.asarray(item_level),
     )
+
+
+def pop_level_counts(train_data: TrainData) -> tuple[int, int]:
+    """(user, item) popularity level counts: the BC branch's table sizes."""
+    return int(train_data.user_level.max()) + 1, int(train_data.item_level.max()) + 1
 
 
 def contrastive_loss(
@@ -72,28 +92,73 @@ def contrastive_loss(
     pos: jax.Array,
     negs: jax.Array,
     key: jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array]:
-    """Per-sample loss and hardness KL of one batch.
+    *,
+    extras: LossExtras | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Per-sample loss of one batch under cfg.loss, with per-sample diagnostics.
 
     Args:
-      cfg: run settings (loss, tau, k_neg, hardness model and strategy).
+      cfg: run settings (loss and its hyperparameters, hardness model and strategy).
       user_vecs: [B, d] unit-norm final embeddings of the batch's users.
       item_table: [I, d] unit-norm final item embeddings.
-      cf_params: layer-0 CF tables (read by the "mlp" hardness model).
+      cf_params: layer-0 CF tables (read by the "mlp" hardness model and, for BC loss,
+        holding the popularity branch).
       adv_params: hardness model parameters.
       users: int [B]; pos: int [B]; negs: int [B, N].
       key: PRNG key of the batch; the "random" hardness strategy draws from it.
+      extras: what some losses read beyond the batch (LossExtras).
 
     Returns:
-      (loss [B], kl [B]); kl = KL(uniform || hardness distribution), zero for InfoNCE.
+      (loss [B], aux): aux["kl"] [B] = KL(uniform || hardness distribution), zero
+      without hardness; Adap-tau adds aux["user_loss"] [B], InfoNCE at temperature 1
+      (no gradient), the statistic its next temperatures come from.
     """
-    pos_logits = pair_scores(user_vecs, item_table, pos[:, None])[:, 0] / cfg.tau
-    neg_logits = pair_scores(user_vecs, item_table, negs) / cfg.tau
-    if not cfg.uses_hardness:
-        return losses.infonce(pos_logits, neg_logits), jnp.zeros_like(pos_logits)
+    pos_cos = pair_scores(user_vecs, item_table, pos[:, None])[:, 0]
+    neg_cos = pair_scores(user_vecs, item_table, negs)
+    zeros = jnp.zeros_like(pos_cos)
+    if cfg.loss == "infonce":
+        return losses.infonce(pos_cos / cfg.tau, neg_cos / cfg.tau), {"kl": zeros}
+    if cfg.loss == "bpr":
+        return losses.bpr(pos_cos / cfg.tau, neg_cos / cfg.tau), {"kl": zeros}
+    if cfg.loss == "ccl":
+        loss = losses.ccl(pos_cos, neg_cos, margin=cfg.ccl_margin, neg_weight=cfg.ccl_neg_weight)
+        return loss, {"kl": zeros}
+    if cfg.loss == "bc_loss":
+        return _bc_loss(cfg, cf_params, users, pos, negs, pos_cos, neg_cos, extras), {"kl": zeros}
+    if cfg.loss == "adap_tau":
+        tau_user = extras.tau_user[users]
+        loss = losses.adap_tau_loss(pos_cos, neg_cos, tau_user)
+        user_loss = jax.lax.stop_gradient(losses.infonce(pos_cos, neg_cos))
+        return loss, {"kl": zeros, "user_loss": user_loss}
     hard = hardness_for(cfg, adv_params, users, negs, cf_params, key)
-    loss = losses.adv_infonce(pos_logits, neg_logits, hard, k_neg=cfg.k_neg)
-    return loss, losses.hardness_kl(hard)
+    loss = losses.adv_infonce(pos_cos / cfg.tau, neg_cos / cfg.tau, hard, k_neg=cfg.k_neg)
+    return loss, {"kl": losses.hardness_kl(hard)}
+
+
+class LossExtras(NamedTuple):
+    """Inputs some losses read besides the batch.
+
+    Attributes:
+      user_level, item_level: int32 [U], [I] popularity levels (BC loss).
+      pop_phase: bool []: BC loss trains only its popularity branch this epoch.
+      tau_user: float32 [U] per-user temperatures of this epoch (Adap-tau).
+    """
+
+    user_level: jax.Array | None = None
+    item_level: jax.Array | None = None
+    pop_phase: jax.Array | None = None
+    tau_user: jax.Array | None = None
+
+
+def _bc_loss(cfg, cf_params, users, pos, negs, pos_cos, neg_cos, extras) -> jax.Array:
+    """BC loss: the popularity branch's InfoNCE in its phase, the margin loss after."""
+    pop_users = l2_normalize(cf_params["pop_user"][extras.user_level[users]])
+    pop_items = l2_normalize(cf_params["pop_item"][extras.item_level])
+    pos_bias = pair_scores(pop_users, pop_items, pos[:, None])[:, 0]
+    neg_bias = pair_scores(pop_users, pop_items, negs)
+    branch = losses.infonce(pos_bias / cfg.bc_tau_bias, neg_bias / cfg.bc_tau_bias)
+    main = losses.bc_loss(pos_cos, neg_cos, losses.bias_margin(pos_bias), tau=cfg.tau)
+    return jnp.where(extras.pop_phase, branch, main)
 
 
 def hardness_for(cfg: TrainConfig, adv_params, users, negs, cf_params, key) -> jax.Array:
@@ -105,6 +170,46 @@ def hardness_for(cfg: TrainConfig, adv_params, users, negs, cf_params, key) -> j
             raise ValueError("the random hardness strategy needs a key")
         return jax.random.uniform(key, negs.shape, jnp.float32)
     return hardness_logits(adv_params, cfg.hardness, users, negs, cf_params)
+
+
+def _bc_phase_mask(tree: dict, pop_phase: jax.Array) -> dict:
+    """Zeroes the group that does not train this epoch: the popularity branch
+    ("pop_*") trains only in its phase, the CF tables only after it."""
+    return {
+        name: jnp.where(pop_phase == name.startswith("pop_"), value, jnp.zeros_like(value))
+        for name, value in tree.items()
+    }
+
+
+def adap_tau_epoch_start(cfg: TrainConfig, state: TrainState, data: TrainData, embed, n_items):
+    """Adap-tau's temperatures for the coming epoch; the loss sums restart from zero.
+
+    tau_0 is --tau during the warm-up, then follows the embeddings
+    (losses.adap_tau_0 over users above the 20% quantile of training degree, as the
+    public code counts them); a non-positive tau_0 (positives not yet above the mean
+    cosine) keeps --tau. Each user's tau_u comes from its mean InfoNCE at temperature 1
+    over the previous epoch (losses.adap_tau_user); users without one get tau_0.
+    """
+    stats = state.loss_state
+    pairs = data.pairs
+    user_emb, item_emb = embed(jax.lax.stop_gradient(state.cf_params), data.graph)
+    user_hat, item_hat = l2_normalize(user_emb), l2_normalize(item_emb)
+    degree = jnp.diff(pairs.indptr)
+    pair_user = jnp.searchsorted(pairs.indptr, jnp.arange(pairs.items.shape[0]), side="right") - 1
+    threshold = jnp.quantile(degree[pairs.active_users].astype(jnp.float32), 0.2)
+    counted = degree > threshold
+    pos_cos = jnp.sum(user_hat[pair_user] * item_hat[pairs.items], axis=-1)
+    user_mean = user_hat @ jnp.mean(item_hat, axis=0)
+    tau_0 = losses.adap_tau_0(
+        pos_cos, user_mean, n_items=n_items, pos_where=counted[pair_user], user_where=counted
+    )
+    fixed = (state.epoch < cfg.adap_tau_warm_up) | ~(tau_0 > 0)
+    tau_0 = jnp.where(fixed, jnp.float32(cfg.tau), tau_0)
+    seen = stats["loss_count"] > 0
+    mean_loss = stats["loss_sum"] / jnp.maximum(stats["loss_count"], 1.0)
+    tau_user = losses.adap_tau_user(mean_loss, tau_0, beta=cfg.adap_tau_beta, where=seen)
+    zeros = jnp.zeros_like(stats["loss_sum"])
+    return {"tau_user": tau_user, "loss_sum": zeros, "loss_count": zeros}
 
 
 def l2_penalty(cfg: TrainConfig, cf_params: dict, users, pos, negs) -> jax.Array:
@@ -176,35 +281,55 @@ def make_epoch_fns(
     def cf_epoch(state: TrainState, data: TrainData):
         epoch_key = jax.random.fold_in(jax.random.fold_in(state.key, _CF_STREAM), state.epoch)
         users_all, pos_all = batches(epoch_key, data.pairs)
+        loss_state = state.loss_state
+        extras = LossExtras(data.user_level, data.item_level, state.epoch < cfg.bc_pop_epochs)
+        if cfg.loss == "adap_tau":
+            loss_state = adap_tau_epoch_start(cfg, state, data, embed, n_items)
+            extras = extras._replace(tau_user=loss_state["tau_user"])
 
         def loss_fn(cf_params, users, pos, negs, key):
             user_rows, item_emb = lightgcn_rows(
                 cf_params, data.graph, users,
                 n_layers=cfg.n_layers, method=cfg.propagation, gram=data.gram,
             )  # fmt: skip
-            per, kl = contrastive_loss(
+            per, aux = contrastive_loss(
                 cfg, l2_normalize(user_rows), l2_normalize(item_emb), cf_params,
-                state.adv_params, users, pos, negs, key,
+                state.adv_params, users, pos, negs, key, extras=extras,
             )  # fmt: skip
             total = jnp.mean(per) + l2_penalty(cfg, cf_params, users, pos, negs)
-            return total, jnp.mean(kl)
+            return total, aux
 
         def body(carry, xs):
-            params, opt, step = carry
+            params, opt, step, sums = carry
             index, users, pos = xs
             negs = negatives(epoch_key, data.pairs, users, index)
             key = jax.random.fold_in(jax.random.fold_in(epoch_key, 2), index)
-            (loss, kl), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 params, users, pos, negs, key
             )
+            if cfg.loss == "bc_loss":
+                grads = _bc_phase_mask(grads, extras.pop_phase)
             updates, opt = cf_tx.update(grads, opt, params)
-            return (optax.apply_updates(params, updates), opt, step + 1), (loss, kl)
+            if cfg.loss == "bc_loss":
+                # Adam's momentum would move a frozen group on without gradients.
+                updates = _bc_phase_mask(updates, extras.pop_phase)
+            if "user_loss" in aux:
+                sums = {
+                    "loss_sum": sums["loss_sum"].at[users].add(aux["user_loss"]),
+                    "loss_count": sums["loss_count"].at[users].add(1.0),
+                }
+            params = optax.apply_updates(params, updates)
+            return (params, opt, step + 1, sums), (loss, jnp.mean(aux["kl"]))
 
+        sums = {k: v for k, v in loss_state.items() if k in ("loss_sum", "loss_count")}
         xs = (jnp.arange(n_batches), users_all, pos_all)
-        (params, opt, step), (loss, kl) = jax.lax.scan(
-            body, (state.cf_params, state.cf_opt, state.step), xs
+        (params, opt, step, sums), (loss, kl) = jax.lax.scan(
+            body, (state.cf_params, state.cf_opt, state.step, sums), xs
         )
-        state = state.replace(cf_params=params, cf_opt=opt, step=step, epoch=state.epoch + 1)
+        state = state.replace(
+            cf_params=params, cf_opt=opt, step=step, epoch=state.epoch + 1,
+            loss_state={**loss_state, **sums},
+        )  # fmt: skip
         return state, {"loss": jnp.mean(loss), "kl": jnp.mean(kl)}
 
     def adv_epoch(state: TrainState, data: TrainData):
@@ -215,10 +340,10 @@ def make_epoch_fns(
         user_table, item_table = l2_normalize(user_emb), l2_normalize(item_emb)
 
         def loss_fn(adv_params, users, pos, negs):
-            per, kl = contrastive_loss(
+            per, aux = contrastive_loss(
                 cfg, user_table[users], item_table, cf_params, adv_params, users, pos, negs
             )
-            return jnp.mean(per), jnp.mean(kl)
+            return jnp.mean(per), jnp.mean(aux["kl"])
 
         def body(carry, xs):
             params, opt = carry

@@ -52,3 +52,24 @@ def test_batch_larger_than_train_set_is_a_clear_error(coat):
 
     with pytest.raises(ConfigError, match="batch_size 4096 exceeds the 1363 training pairs"):
         train_and_evaluate(TrainConfig(batch_size=4096), None, data=coat, log=lambda s: None)
+
+
+# One short Coat run per rival loss and hardness strategy (issue 5): each must learn.
+# BPR takes one negative; BC loss spends its first epochs on the popularity branch.
+RIVALS = {
+    "bpr": dict(loss="bpr", n_neg=1, tau=0.2),
+    "ccl": dict(loss="ccl", ccl_margin=0.4, ccl_neg_weight=1.0),
+    "bc_loss": dict(loss="bc_loss", tau=0.2, bc_tau_bias=0.2, bc_pop_epochs=5, max_epochs=40),
+    "adap_tau": dict(loss="adap_tau", tau=0.2, adap_tau_warm_up=10),
+    "adv_reverse": dict(loss="adv_infonce", hardness_strategy="reverse", t_adv=5, e_adv=4),
+    "adv_random": dict(loss="adv_infonce", hardness_strategy="random"),
+    "adv_mlp": dict(loss="adv_infonce", hardness="mlp", t_adv=5, e_adv=4),
+}
+
+
+@pytest.mark.parametrize("name", list(RIVALS))
+def test_each_loss_trains_on_coat_and_beats_random(coat, name):
+    settings = {"lr": 1e-2, "max_epochs": 30, "eval_every": 5, "patience": 3, **RIVALS[name]}
+    results = train_and_evaluate(TrainConfig(**settings), None, data=coat, log=lambda s: None)
+    random = _random_recall(coat)
+    assert results["test_ood"]["recall@20"] > 2.0 * random, (name, results["test_ood"], random)

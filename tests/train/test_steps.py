@@ -9,7 +9,7 @@ from advjax.data import load_dataset
 from advjax.models.scores import l2_normalize
 from advjax.sampling import bisection_steps, epoch_positives, sample_negatives
 from advjax.train import TrainConfig, init_state, make_epoch_fns
-from advjax.train.steps import contrastive_loss, make_train_data
+from advjax.train.steps import contrastive_loss, make_train_data, pop_level_counts
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,11 @@ def _setup(data, **overrides):
         max_degree=int(data.train.degrees().max()),
         trace_hook=lambda fn: chex.assert_max_traces(fn, n=1),
     )
-    state = init_state(cfg, n_users=data.n_users, n_items=data.n_items)
-    return cfg, fns, state, make_train_data(data, cfg.n_layers, cfg.propagation)
+    train_data = make_train_data(data, cfg.n_layers, cfg.propagation)
+    state = init_state(
+        cfg, n_users=data.n_users, n_items=data.n_items, pop_levels=pop_level_counts(train_data)
+    )
+    return cfg, fns, state, train_data
 
 
 def _copy(tree):
@@ -47,11 +50,11 @@ def _fixed_loss(cfg, data, train_data, state, seed=7, n=4096):
     negs = sample_negatives(key_neg, train_data.pairs, users, n_neg=cfg.n_neg,
                             n_items=data.n_items, steps=steps)  # fmt: skip
     user_emb, item_emb = state.cf_params["user"], state.cf_params["item"]
-    per, kl = contrastive_loss(
+    per, aux = contrastive_loss(
         cfg, l2_normalize(user_emb[users]), l2_normalize(item_emb), state.cf_params,
         state.adv_params, users, pos, negs,
     )  # fmt: skip
-    return float(jnp.mean(per)), float(jnp.mean(kl))
+    return float(jnp.mean(per)), float(jnp.mean(aux["kl"]))
 
 
 @pytest.mark.parametrize("n_layers", [0, 2])
@@ -120,7 +123,8 @@ def test_no_hardness_is_adv_infonce_with_zero_delta(coat):
     users, pos = jnp.arange(8), jnp.arange(8)
     negs = jnp.arange(8 * 16).reshape(8, 16) % coat.n_items
     u, i = l2_normalize(state.cf_params["user"][users]), l2_normalize(state.cf_params["item"])
-    per, kl = contrastive_loss(cfg, u, i, state.cf_params, {}, users, pos, negs)
+    per, aux = contrastive_loss(cfg, u, i, state.cf_params, {}, users, pos, negs)
+    kl = aux["kl"]
     expected = losses.infonce(
         jnp.sum(u * i[pos], -1) / cfg.tau,
         jnp.einsum("bd,bnd->bn", u, i[negs]) / cfg.tau + jnp.log(cfg.k_neg),
@@ -140,9 +144,41 @@ def test_random_hardness_draws_per_key_and_trains_no_adversary(coat):
         key = jax.random.key(seed)
         return contrastive_loss(cfg, u, i, state.cf_params, {}, users, pos, negs, key)
 
-    (a, kl_a), (b, _), (c, _) = loss(0), loss(0), loss(1)
+    (a, aux_a), (b, _), (c, _) = loss(0), loss(0), loss(1)
+    kl_a = aux_a["kl"]
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert not np.allclose(np.asarray(a), np.asarray(c))
     assert 0.0 < float(jnp.mean(kl_a)) < 0.1  # logits in [0, 1): mild, non-uniform weights
     state, stats = fns.cf_epoch(state, train_data)
     assert float(stats["kl"]) > 0.0 and np.isfinite(float(stats["loss"]))
+
+
+def test_bc_loss_trains_the_popularity_branch_first_then_only_the_cf_tables(coat):
+    cfg, fns, state, train_data = _setup(coat, loss="bc_loss", bc_pop_epochs=1, lr=0.01)
+    n_user_levels = int(np.unique(coat.train.degrees()).size)
+    assert state.cf_params["pop_user"].shape == (n_user_levels, cfg.emb_dim)
+    before = _copy(state.cf_params)
+    state, _ = fns.cf_epoch(state, train_data)  # epoch 0: popularity branch only
+    after = _copy(state.cf_params)
+    for name in ("user", "item"):
+        np.testing.assert_array_equal(after[name], before[name])
+    assert not np.allclose(after["pop_user"], before["pop_user"])
+    state, stats = fns.cf_epoch(state, train_data)  # epoch 1: CF tables only
+    later = _copy(state.cf_params)
+    for name in ("pop_user", "pop_item"):
+        np.testing.assert_array_equal(later[name], after[name])  # Adam momentum masked too
+    assert not np.allclose(later["user"], after["user"]) and np.isfinite(float(stats["loss"]))
+
+
+def test_adap_tau_counts_each_sample_and_personalises_temperatures(coat):
+    cfg, fns, state, train_data = _setup(coat, loss="adap_tau", adap_tau_warm_up=0)
+    np.testing.assert_array_equal(state.loss_state["tau_user"], cfg.tau)
+    state, _ = fns.cf_epoch(state, train_data)
+    n_batches = coat.train.nnz // cfg.batch_size
+    assert float(state.loss_state["loss_count"].sum()) == n_batches * cfg.batch_size
+    state, stats = fns.cf_epoch(state, train_data)
+    tau_user = np.asarray(state.loss_state["tau_user"])
+    assert np.all(np.isfinite(tau_user)) and np.all(tau_user > 0)
+    seen = np.asarray(state.loss_state["loss_count"]) > 0
+    assert tau_user[seen].std() > 0  # users with different losses, different temperatures
+    assert np.isfinite(float(stats["loss"]))

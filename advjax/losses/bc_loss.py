@@ -1,0 +1,117 @@
+"""BC loss: InfoNCE whose positive angle is widened by a popularity-bias-aware margin."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from advjax.losses.ccl import _check_cos_shapes
+from advjax.losses.infonce import _as_inexact, _contrastive_nll
+
+
+def bias_margin(pos_bias_cos: ArrayLike) -> jax.Array:
+    """Bias-aware angular margin ``M_ui = arccos(y_b(u, i))`` from the popularity branch.
+
+    ``y_b(u, i)`` is the cosine the popularity-only branch gives the positive pair. A
+    pair that popularity alone explains well (cosine near 1) gets a margin near 0; a
+    pair it cannot explain gets a large one. Inputs are clipped into [-1, 1] first,
+    so rounding in a cosine of unit vectors (e.g. 1.0000001) cannot give NaN. The
+    margin is meant as a constant for the main loss: ``bc_loss`` stops its gradient.
+
+    Args:
+      pos_bias_cos: Popularity-branch cosine ``y_b(u, i)`` of each positive pair. Any
+        shape, usually [batch].
+
+    Returns:
+      The margin in radians, in [0, pi], same shape as ``pos_bias_cos``.
+
+    References:
+      A. Zhang et al., `Incorporating Bias-aware Margins into Contrastive Loss for
+      Collaborative Filtering <https://arxiv.org/abs/2210.11054>`_, NeurIPS 2022,
+      Sec. 3 (bias degree of an interaction, ``theta_hat_ui = arccos(y_b(u, i))``).
+    """
+    (bias_cos,) = _as_inexact(pos_bias_cos)
+    return jnp.arccos(jnp.clip(bias_cos, -1.0, 1.0))
+
+
+def bc_loss(
+    pos_cos: ArrayLike,
+    neg_cos: ArrayLike,
+    margin: ArrayLike,
+    *,
+    tau: float,
+    eps: float = 1e-7,
+) -> jax.Array:
+    """BC loss (the main-branch term) per example.
+
+    Computes, in log space,
+    ``-log(e^{c+ / tau} / (e^{c+ / tau} + sum_j e^{neg_cos_j / tau}))`` with
+    ``c+ = cos(min(theta_ui + M_ui, pi))``, ``theta_ui = arccos(pos_cos)``: the positive
+    must beat the negatives even after its angle to the user is widened by the margin.
+    Capping the angle at pi is the paper's ``M_ui = min(margin, pi - theta_ui)``, which
+    keeps ``c+`` monotone in ``theta_ui``. With ``margin = 0`` the loss is exactly
+    ``infonce(pos_cos / tau, neg_cos / tau)`` (for ``pos_cos`` inside the clip below).
+
+    ``c+`` is formed by angle addition, ``cos(theta) cos(M) - sin(theta) sin(M)``, so no
+    ``arccos`` is taken. Its derivative in ``pos_cos`` is still
+    ``sin(theta + M) / sin(theta)``, infinite at ``pos_cos = +-1`` whenever ``M > 0``, so
+    ``pos_cos`` is clipped into ``[-1 + eps, 1 - eps]`` (strictly inside (-1, 1) in the
+    input dtype) before use, as the public code does with ``eps = 1e-7``. The gradient
+    is then finite everywhere and 0 for inputs beyond the clip.
+
+    The margin comes from the popularity branch and is treated as a constant: its
+    gradient is stopped here, so the main loss never trains that branch. The branch
+    is trained by its own loss, ``infonce(pos_bias_cos / tau2, neg_bias_cos / tau2)``
+    over the same negatives, where ``*_bias_cos`` are cosines between popularity-only
+    embeddings (in the public code, one embedding per distinct training-interaction
+    count, for users and for items); see ``bias_margin`` for the paper's margin. (The
+    public BC-Loss and AdvInfoNCE code instead passes ``margin = 1 - sigmoid(<e_u, e_i>)``
+    with the raw inner product of the unnormalised popularity embeddings, in (0, 1).)
+
+    Args:
+      pos_cos: Cosine ``cos(u, i)`` of each example's positive item, not divided by
+        the temperature. Shape [batch].
+      neg_cos: Cosines ``cos(u, j)`` of the sampled negatives. Shape [batch, n_neg],
+        n_neg >= 1.
+      margin: Angular margin ``M_ui`` in radians of each positive pair (e.g.
+        ``bias_margin(pos_bias_cos)``). Shape [batch]. Clipped into [0, pi]; its
+        gradient is stopped.
+      tau: Temperature ``tau1 > 0`` of the main branch.
+      eps: Clip distance of ``pos_cos`` from +-1, in (0, 1).
+
+    Returns:
+      The loss of each example, shape [batch]. Reduce it (e.g. mean) yourself.
+
+    Raises:
+      ValueError: if the shapes do not match the above, or ``tau`` or ``eps`` is a
+        concrete value out of range.
+
+    References:
+      A. Zhang et al., `Incorporating Bias-aware Margins into Contrastive Loss for
+      Collaborative Filtering <https://arxiv.org/abs/2210.11054>`_, NeurIPS 2022,
+      Sec. 3 (popularity bias extractor, bias-aware margin and BC loss).
+    """
+    pos, neg, margin = _as_inexact(pos_cos, neg_cos, margin)
+    _check_cos_shapes(pos, neg)
+    if margin.shape != pos.shape:
+        raise ValueError(
+            "margin must have the same shape as pos_cos; got "
+            f"margin.shape={margin.shape}, pos_cos.shape={pos.shape}."
+        )
+    if isinstance(tau, int | float) and not tau > 0:
+        raise ValueError(f"tau must be > 0; got tau={tau}.")
+    if isinstance(eps, int | float) and not 0 < eps < 1:
+        raise ValueError(f"eps must be in (0, 1); got eps={eps}.")
+
+    one, zero = jnp.ones((), pos.dtype), jnp.zeros((), pos.dtype)
+    # 1 - eps can round to 1 in float32 (eps < 6e-8): keep the bound strictly below 1.
+    hi = jnp.minimum(one - jnp.asarray(eps, pos.dtype), jnp.nextafter(one, zero))
+    cos_theta = jnp.clip(pos, -hi, hi)
+    sin_theta = jnp.sqrt((1.0 - cos_theta) * (1.0 + cos_theta))
+    margin = jnp.clip(jax.lax.stop_gradient(margin), 0.0, math.pi)
+    cos_m, sin_m = jnp.cos(margin), jnp.sin(margin)
+    # theta + M >= pi  <=>  cos(theta) <= cos(pi - M) = -cos(M): the angle is capped at pi.
+    shifted = jnp.where(cos_theta + cos_m <= 0.0, -one, cos_theta * cos_m - sin_theta * sin_m)
+    tau = jnp.asarray(tau, pos.dtype)
+    return _contrastive_nll(shifted / tau, neg / tau)
