@@ -88,11 +88,16 @@ def default_workdir(cfg: TrainConfig) -> str:
     return os.path.join("runs", f"{name}-{backbone}-{loss}")
 
 
+def use_compilation_cache(path: str) -> None:
+    """Persistent XLA compilation cache in `path` (empty: none)."""
+    if path:
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
 def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)  # progress goes to stdout; keep library chatter out
-    if FLAGS.compilation_cache:
-        jax.config.update("jax_compilation_cache_dir", FLAGS.compilation_cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    use_compilation_cache(FLAGS.compilation_cache)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     print(

@@ -1,0 +1,133 @@
+"""Validation search: a base configuration over a grid, chosen by valid Recall@20.
+
+  python -m experiments.search --flagfile=experiments/configs/coat_mf_infonce.flags \\
+      --loss=ccl --grid="ccl_margin=0.2,0.4,0.6;ccl_neg_weight=1,10" \\
+      --out=results/search/coat_mf_ccl.json
+
+Every flag of experiments.run sets the base configuration; --grid names TrainConfig
+fields with comma-separated values ("name=v1,v2;name2=..."). Each grid point trains
+in-process (the split is loaded once; no checkpoints) and is appended to --out as soon
+as it finishes, so a killed search resumes where it stopped. The point with the best
+valid Recall@20 wins; the test metrics are recorded beside it, never used to choose.
+The winner's flag lines are printed, ready for a flagfile header.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+
+from advjax.data import load_dataset
+from advjax.errors import AdvjaxError, ConfigError
+from advjax.train import TrainConfig, train_and_evaluate
+from experiments import run
+
+flags.DEFINE_string("grid", "", 'Grid over TrainConfig fields: "name=v1,v2;name2=v3,v4".')
+flags.DEFINE_string("out", "", "JSON record of every point (appended as points finish).")
+FLAGS = flags.FLAGS
+
+_SELECT = "recall@20"
+
+
+def parse_grid(text: str) -> list[dict]:
+    """'a=1,2;b=x' -> [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'x'}], typed by TrainConfig.
+
+    Raises:
+      ConfigError: on an unknown field or a value of the wrong type.
+    """
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    axes = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, _, values = part.partition("=")
+        name = name.strip()
+        if name not in fields:
+            raise ConfigError(f"--grid: unknown setting {name!r}")
+        kind = type(fields[name].default)
+        try:
+            axes.append([(name, kind(v.strip())) for v in values.split(",") if v.strip()])
+        except ValueError:
+            raise ConfigError(
+                f"--grid: {name} takes {kind.__name__} values, got {values!r}"
+            ) from None
+    return [dict(point) for point in itertools.product(*axes)]
+
+
+def _key(point: dict) -> str:
+    return json.dumps(point, sort_keys=True)
+
+
+def search(base: TrainConfig, points: list[dict], out: str, log=print) -> dict:
+    """Runs the points not yet in `out`; returns the record with the winner."""
+    record = {"base": dataclasses.asdict(base), "select_by": f"valid/{_SELECT}", "points": []}
+    if out and os.path.exists(out):
+        with open(out) as f:
+            record = json.load(f)
+        if record["base"] != json.loads(json.dumps(dataclasses.asdict(base))):
+            raise ConfigError(f"{out} holds a search of another base configuration")
+    done = {_key(p["point"]) for p in record["points"]}
+    data = load_dataset(
+        base.dataset, base.data_dir or None, n_users=base.n_users or None,
+        n_items=base.n_items or None,
+    )  # fmt: skip
+    for index, point in enumerate(points):
+        if _key(point) in done:
+            continue
+        cfg = dataclasses.replace(base, **point)
+        tick = time.perf_counter()
+        results = train_and_evaluate(cfg, None, data=data, log=lambda line: None)
+        entry = {
+            "point": point,
+            "seconds": round(time.perf_counter() - tick, 1),
+            **{name: value for name, value in results.items() if name not in ("flags", "timing")},
+        }
+        record["points"].append(entry)
+        valid = entry.get("valid", {}).get(_SELECT, float("nan"))
+        seconds = entry["seconds"]
+        log(f"[{index + 1}/{len(points)}] {point}: valid {_SELECT} {valid:.4f}, {seconds} s")
+        if out:
+            os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+            with open(out + ".tmp", "w") as f:
+                json.dump(record, f, indent=1)
+            os.replace(out + ".tmp", out)
+    wanted = {_key(p) for p in points}
+    mine = [p for p in record["points"] if _key(p["point"]) in wanted]
+    best = max(mine, key=lambda p: p.get("valid", {}).get(_SELECT, float("-inf")))
+    record["best"] = best
+    return record
+
+
+def main(argv: list[str]) -> None:
+    logging.set_verbosity(logging.WARNING)
+    run.use_compilation_cache(FLAGS.compilation_cache)
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        points = parse_grid(FLAGS.grid)
+        if not points:
+            raise ConfigError("--grid is empty")
+        record = search(run.config_from_flags(), points, FLAGS.out)
+    except (AdvjaxError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    best = record["best"]
+    metrics = {
+        name: value[_SELECT]
+        for name, value in best.items()
+        if isinstance(value, dict) and _SELECT in value
+    }
+    print(f"best by valid {_SELECT}: {best['point']} -> {metrics}, epoch {best['best_epoch']}")
+    for name, value in best["point"].items():
+        print(f"--{name}={value}")
+    if FLAGS.out:
+        with open(FLAGS.out, "w") as f:
+            json.dump(record, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=run.parse_flags)

@@ -1,0 +1,59 @@
+"""experiments.search: grid parsing, resuming, and choosing by validation only."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from advjax.errors import ConfigError
+from advjax.train import TrainConfig
+from experiments import search
+from tests.test_run_cli import REPO
+
+
+def test_parse_grid_types_values_by_field():
+    points = search.parse_grid("tau=0.1,0.2; n_neg=4 ;loss=ccl")
+    assert points == [
+        {"tau": 0.1, "n_neg": 4, "loss": "ccl"},
+        {"tau": 0.2, "n_neg": 4, "loss": "ccl"},
+    ]
+    with pytest.raises(ConfigError, match="unknown setting 'lernrate'"):
+        search.parse_grid("lernrate=1")
+    with pytest.raises(ConfigError, match="n_neg takes int"):
+        search.parse_grid("n_neg=0.5")
+
+
+def test_search_picks_by_valid_and_resumes(tmp_path):
+    base = TrainConfig(loss="infonce", max_epochs=4, eval_every=2, lr=0.01)
+    out = str(tmp_path / "s.json")
+    lines = []
+    points = search.parse_grid("tau=0.2,0.75")
+    record = search.search(base, points, out, log=lines.append)
+    assert len(record["points"]) == 2 and len(lines) == 2
+    valid = [p["valid"]["recall@20"] for p in record["points"]]
+    assert record["best"]["valid"]["recall@20"] == max(valid)
+    assert {"test_id", "test_ood", "best_epoch"} <= set(record["best"])
+    # A second call with one more point runs only that one.
+    lines.clear()
+    record = search.search(base, search.parse_grid("tau=0.2,0.75,0.5"), out, log=lines.append)
+    assert len(lines) == 1 and "0.5" in lines[0] and len(record["points"]) == 3
+    with pytest.raises(ConfigError, match="another base"):
+        search.search(TrainConfig(loss="ccl"), points, out)
+
+
+def test_cli_prints_flag_lines(tmp_path):
+    out = tmp_path / "s.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.search", "--loss=infonce", "--max_epochs=2",
+         "--eval_every=2", "--grid=tau=0.3", f"--out={out}", "--compilation_cache="],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "--tau=0.3" in proc.stdout.splitlines()
+    assert json.loads(out.read_text())["best"]["point"] == {"tau": 0.3}
+    bad = subprocess.run(
+        [sys.executable, "-m", "experiments.search", "--grid=nope=1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 1 and bad.stderr.strip() == "error: --grid: unknown setting 'nope'"
