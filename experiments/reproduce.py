@@ -1,0 +1,224 @@
+"""Reproduce a paper table over seeds: mean ± std per cell, the paper beside it, p-values.
+
+  python -m experiments.reproduce --table=coat --seeds=5
+
+Runs every cell of the table (experiments/tables.py) for seeds 1..--seeds, each in its
+own workdir under --runs (checkpointed: a killed sweep continues where it stopped; a
+finished run is only re-reported). Then writes results/TABLE.md and results/TABLE.json:
+per cell the mean ± std over seeds of test Recall@20, NDCG@20 and HR@20, the paper's
+numbers, the improvement over InfoNCE of the same backbone, and paired t-tests over
+seeds of AdvInfoNCE against InfoNCE and against the strongest rival.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+import scipy.stats
+from absl import app, flags, logging
+
+from advjax.errors import AdvjaxError, ConfigError
+from advjax.train import TrainConfig, train_and_evaluate
+from experiments import run
+from experiments.tables import TABLES, Cell
+
+flags.DEFINE_string("table", "", f"Table to reproduce: {', '.join(TABLES)}.")
+flags.DEFINE_integer("seeds", 5, "Seeds 1..N per cell.")
+flags.DEFINE_string("runs", "runs/reproduce", "Root of the per-run workdirs.")
+flags.DEFINE_string("results", "results", "Where TABLE.md and TABLE.json go.")
+FLAGS = flags.FLAGS
+
+METRICS = ("recall@20", "ndcg@20", "hit_ratio@20")
+
+
+def read_flagfile(path: str) -> TrainConfig:
+    """TrainConfig from a flagfile's --name=value lines (comments skipped)."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    values = {}
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, _, value = line.removeprefix("--").partition("=")
+            if name not in fields:
+                raise ConfigError(f"{path}:{number}: unknown flag --{name}")
+            kind = type(fields[name].default)
+            try:
+                if kind is tuple:
+                    values[name] = tuple(int(v) for v in value.split(","))
+                else:
+                    values[name] = kind(value)
+            except ValueError:
+                raise ConfigError(f"{path}:{number}: --{name} takes {kind.__name__}") from None
+    return TrainConfig(**values)
+
+
+def run_cell(cell: Cell, seed: int, runs: str, table: str) -> dict:
+    """Trains (or re-reports) one cell at one seed; returns its results."""
+    cfg = dataclasses.replace(read_flagfile(cell.flagfile), seed=seed)
+    name = os.path.splitext(os.path.basename(cell.flagfile))[0]
+    workdir = os.path.join(runs, table, name, f"seed{seed}")
+    return train_and_evaluate(cfg, workdir, log=lambda line: None)
+
+
+def _test_split(results: dict) -> str:
+    return "test_ood" if "test_ood" in results else "test"
+
+
+def summarize(table: str, cells: list[Cell], per_seed: dict) -> dict:
+    """Means, stds, improvements and paired tests from {flagfile: [results per seed]}."""
+    rows = []
+    for cell in cells:
+        runs = per_seed[cell.flagfile]
+        split = _test_split(runs[0])
+        values = {m: np.array([r[split][m] for r in runs]) for m in METRICS}
+        rows.append(
+            {
+                "backbone": cell.backbone,
+                "method": cell.method,
+                "flagfile": cell.flagfile,
+                "role": cell.role,
+                "split": split,
+                "paper": cell.paper,
+                "seeds": len(runs),
+                "per_seed": {m: v.tolist() for m, v in values.items()},
+                "mean": {m: float(v.mean()) for m, v in values.items()},
+                "std": {m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()},
+            }
+        )
+    for backbone in {row["backbone"] for row in rows}:
+        group = [row for row in rows if row["backbone"] == backbone]
+        base = next((r for r in group if r["role"] == "infonce"), None)
+        ours = next((r for r in group if r["role"] == "ours"), None)
+        for row in group:
+            if base is not None:
+                row["imp_over_infonce_pct"] = {
+                    m: 100 * (row["mean"][m] / base["mean"][m] - 1) for m in METRICS
+                }
+        rivals = [r for r in group if r["role"] == "rival"]
+        if ours is None:
+            continue
+        strongest = max(rivals, key=lambda r: r["mean"]["recall@20"], default=None)
+        ours["tests"] = {}
+        for label, other in (("vs_infonce", base), ("vs_strongest_rival", strongest)):
+            if other is None or ours["seeds"] < 2:
+                continue
+            ours["tests"][label] = {
+                "against": other["method"],
+                **{
+                    m: float(
+                        scipy.stats.ttest_rel(ours["per_seed"][m], other["per_seed"][m]).pvalue
+                    )
+                    for m in ("recall@20", "ndcg@20")
+                },
+            }
+    return {"table": table, "rows": rows}
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def to_markdown(summary: dict, command: str) -> str:
+    """The table as markdown: one row per cell, then the significance tests."""
+    lines = [
+        f"# {summary['table']}: test metrics over seeds",
+        "",
+        f"Command: `{command}`  ",
+        f"Commit: {summary['commit']}; machine: {summary['machine']}; the runs took "
+        f"{summary['runs_s'] / 60:.1f} min in all ({summary['wall_s'] / 60:.1f} min in the "
+        "last invocation; finished runs are re-reported, not retrained).  ",
+        "Mean ± std over seeds (sample std); paper: one run per cell (SPEC.md §5, blank "
+        "where SPEC.md does not state it). Imp.%: change of the mean Recall@20 over "
+        "InfoNCE with the same backbone.",
+        "",
+        "| backbone | method | seeds | Recall@20 | NDCG@20 | HR@20 | paper R@20 / N@20 | Imp.% |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in summary["rows"]:
+        mean, std = row["mean"], row["std"]
+        cols = [f"{mean[m]:.4f} ± {std[m]:.4f}" for m in METRICS]
+        paper = f"{row['paper'][0]:.4f} / {row['paper'][1]:.4f}" if row["paper"] else ""
+        imp = row.get("imp_over_infonce_pct", {}).get("recall@20")
+        imp_text = f"{imp:+.1f}" if imp is not None else ""
+        lines.append(
+            f"| {row['backbone']} | {row['method']} | {row['seeds']} | "
+            f"{' | '.join(cols)} | {paper} | {imp_text} |"
+        )
+    lines += ["", "Paired t-tests over seeds (two-sided p-values):", ""]
+    for row in summary["rows"]:
+        for label, test in row.get("tests", {}).items():
+            lines.append(
+                f"- {row['backbone']} {row['method']} {label.replace('_', ' ')} "
+                f"({test['against']}): Recall@20 p = {test['recall@20']:.3g}, "
+                f"NDCG@20 p = {test['ndcg@20']:.3g}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    logging.set_verbosity(logging.WARNING)
+    run.use_compilation_cache(FLAGS.compilation_cache)
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    start = time.perf_counter()
+    try:
+        if FLAGS.table not in TABLES:
+            raise ConfigError(f"--table must be one of {', '.join(TABLES)}; got {FLAGS.table!r}")
+        if FLAGS.seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {FLAGS.seeds}")
+        cells = TABLES[FLAGS.table]
+        for cell in cells:
+            if not os.path.exists(cell.flagfile):
+                raise ConfigError(f"{cell.flagfile}: no such flagfile")
+        per_seed = {}
+        total = len(cells) * FLAGS.seeds
+        for index, (cell, seed) in enumerate(
+            (c, s) for c in cells for s in range(1, FLAGS.seeds + 1)
+        ):
+            tick = time.perf_counter()
+            results = run_cell(cell, seed, FLAGS.runs, FLAGS.table)
+            per_seed.setdefault(cell.flagfile, []).append(results)
+            split = _test_split(results)
+            print(
+                f"[{index + 1}/{total}] {cell.backbone} {cell.method} seed {seed}: "
+                f"R@20 {results[split]['recall@20']:.4f} ({time.perf_counter() - tick:.0f} s)",
+                flush=True,
+            )
+        summary = summarize(FLAGS.table, cells, per_seed)
+    except (AdvjaxError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    summary.update(
+        runs_s=sum(r["timing"]["total_s"] for runs in per_seed.values() for r in runs),
+        commit=_commit(),
+        machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        wall_s=time.perf_counter() - start,
+    )
+    command = f"python -m experiments.reproduce --table={FLAGS.table} --seeds={FLAGS.seeds}"
+    summary["command"] = command
+    os.makedirs(FLAGS.results, exist_ok=True)
+    base = os.path.join(FLAGS.results, FLAGS.table)
+    with open(base + ".json", "w") as f:
+        json.dump(summary, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(to_markdown(summary, command))
+    print(f"wrote {base}.md and {base}.json")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=run.parse_flags)

@@ -1,0 +1,82 @@
+"""experiments.reproduce: flagfile reading, summaries and paired tests."""
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from advjax.errors import ConfigError
+from experiments import reproduce
+from experiments.tables import TABLES, Cell
+
+
+def _results(recall, ndcg):
+    split = {"recall@20": recall, "ndcg@20": ndcg, "hit_ratio@20": min(1.0, 3 * recall)}
+    return {
+        "best_epoch": 5, "valid": split, "test_id": split, "test_ood": split,
+        "timing": {"total_s": 10.0},
+    }  # fmt: skip
+
+
+def test_every_table_flagfile_parses():
+    for cells in TABLES.values():
+        for cell in cells:
+            try:
+                reproduce.read_flagfile(cell.flagfile)
+            except FileNotFoundError:
+                pytest.skip(f"{cell.flagfile} not written yet")
+
+
+def test_read_flagfile_names_file_and_line(tmp_path):
+    path = tmp_path / "x.flags"
+    path.write_text("# comment\n--loss=infonce\n--lernrate=1\n")
+    with pytest.raises(ConfigError, match=r"x.flags:3: unknown flag --lernrate"):
+        reproduce.read_flagfile(str(path))
+    path.write_text("--n_neg=many\n")
+    with pytest.raises(ConfigError, match=r"x.flags:1: --n_neg takes int"):
+        reproduce.read_flagfile(str(path))
+    path.write_text("--loss=ccl\n--ks=10,20\n--tau=0.5\n")
+    cfg = reproduce.read_flagfile(str(path))
+    assert (cfg.loss, cfg.ks, cfg.tau) == ("ccl", (10, 20), 0.5)
+
+
+def test_summary_means_improvements_and_paired_tests():
+    cells = [
+        Cell("mf", "InfoNCE", "a.flags", (0.26, 0.19), "infonce"),
+        Cell("mf", "CCL", "b.flags", None, "rival"),
+        Cell("mf", "BPR", "c.flags", None, "rival"),
+        Cell("mf", "AdvInfoNCE", "d.flags", (0.29, 0.2), "ours"),
+    ]
+    recalls = {
+        "a.flags": [0.20, 0.22, 0.21],
+        "b.flags": [0.23, 0.25, 0.22],
+        "c.flags": [0.10, 0.11, 0.12],
+        "d.flags": [0.25, 0.26, 0.28],
+    }
+    per_seed = {f: [_results(r, r / 2) for r in rs] for f, rs in recalls.items()}
+    summary = reproduce.summarize("toy", cells, per_seed)
+    rows = {row["method"]: row for row in summary["rows"]}
+    ours = rows["AdvInfoNCE"]
+    assert ours["mean"]["recall@20"] == pytest.approx(np.mean(recalls["d.flags"]))
+    assert ours["std"]["recall@20"] == pytest.approx(np.std(recalls["d.flags"], ddof=1))
+    assert ours["imp_over_infonce_pct"]["recall@20"] == pytest.approx(100 * (0.79 / 0.63 - 1))
+    assert ours["tests"]["vs_strongest_rival"]["against"] == "CCL"  # not BPR
+    expected = scipy.stats.ttest_rel(recalls["d.flags"], recalls["a.flags"]).pvalue
+    assert ours["tests"]["vs_infonce"]["recall@20"] == pytest.approx(expected)
+    summary.update(commit="abc", machine="cpu", wall_s=60.0, runs_s=120.0)
+    text = reproduce.to_markdown(summary, "cmd")
+    assert "| mf | AdvInfoNCE | 3 | 0.2633 ± 0.0153 |" in text
+    assert "vs infonce (InfoNCE): Recall@20 p = " in text
+
+
+def test_cli_rejects_an_unknown_table():
+    import subprocess
+    import sys
+
+    from tests.test_run_cli import REPO
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.reproduce", "--table=tencent"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: --table must be one of coat, yahoo; got 'tencent'"
