@@ -58,6 +58,14 @@ def parse_grid(text: str) -> list[dict]:
     return [dict(point) for point in itertools.product(*axes)]
 
 
+def _same_base(stored: dict, base: TrainConfig) -> bool:
+    """Whether a recorded base equals `base`; settings added to TrainConfig since the
+    record was written count as equal when `base` keeps their defaults."""
+    current = json.loads(json.dumps(dataclasses.asdict(base)))
+    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
+    return all(stored.get(name, defaults[name]) == value for name, value in current.items())
+
+
 def _key(point: dict) -> str:
     return json.dumps(point, sort_keys=True)
 
@@ -68,7 +76,7 @@ def search(base: TrainConfig, points: list[dict], out: str, log=print) -> dict:
     if out and os.path.exists(out):
         with open(out) as f:
             record = json.load(f)
-        if record["base"] != json.loads(json.dumps(dataclasses.asdict(base))):
+        if not _same_base(record["base"], base):
             raise ConfigError(f"{out} holds a search of another base configuration")
     done = {_key(p["point"]) for p in record["points"]}
     data = load_dataset(

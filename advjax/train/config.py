@@ -66,6 +66,11 @@ class TrainConfig:
     ccl_margin: float = _setting(0.4, "CCL: margin m on the negatives' cosines.")
     ccl_neg_weight: float = _setting(1.0, "CCL: weight w of the mean negative term.")
     bc_tau_bias: float = _setting(0.1, "BC loss: temperature tau2 of the popularity branch.")
+    bc_margin: str = _setting(
+        "arccos",
+        "BC loss margin: arccos (the paper: arccos of the branch's cosine) or sigmoid (the "
+        "public code: 1 - sigmoid of the branch's raw inner product).",
+    )
     bc_pop_epochs: int = _setting(
         5, "BC loss: first epochs train only the popularity branch, which then stays fixed."
     )
@@ -109,6 +114,8 @@ class TrainConfig:
                 f"unknown hardness_strategy {self.hardness_strategy!r}; choose one of "
                 f"{HARDNESS_STRATEGIES}"
             )
+        if self.bc_margin not in ("arccos", "sigmoid"):
+            raise ConfigError(f"unknown bc_margin {self.bc_margin!r}; choose arccos or sigmoid")
         if self.hardness not in ("embed", "mlp"):
             raise ConfigError(f"unknown hardness model {self.hardness!r}; choose embed or mlp")
         if self.propagation not in ("auto", *propagation.METHODS):

@@ -152,12 +152,17 @@ class LossExtras(NamedTuple):
 
 def _bc_loss(cfg, cf_params, users, pos, negs, pos_cos, neg_cos, extras) -> jax.Array:
     """BC loss: the popularity branch's InfoNCE in its phase, the margin loss after."""
-    pop_users = l2_normalize(cf_params["pop_user"][extras.user_level[users]])
-    pop_items = l2_normalize(cf_params["pop_item"][extras.item_level])
+    raw_users = cf_params["pop_user"][extras.user_level[users]]
+    raw_items = cf_params["pop_item"][extras.item_level]
+    pop_users, pop_items = l2_normalize(raw_users), l2_normalize(raw_items)
     pos_bias = pair_scores(pop_users, pop_items, pos[:, None])[:, 0]
     neg_bias = pair_scores(pop_users, pop_items, negs)
     branch = losses.infonce(pos_bias / cfg.bc_tau_bias, neg_bias / cfg.bc_tau_bias)
-    main = losses.bc_loss(pos_cos, neg_cos, losses.bias_margin(pos_bias), tau=cfg.tau)
+    if cfg.bc_margin == "arccos":
+        margin = losses.bias_margin(pos_bias)
+    else:
+        margin = 1.0 - jax.nn.sigmoid(pair_scores(raw_users, raw_items, pos[:, None])[:, 0])
+    main = losses.bc_loss(pos_cos, neg_cos, margin, tau=cfg.tau)
     return jnp.where(extras.pop_phase, branch, main)
 
 

@@ -60,6 +60,7 @@ RIVALS = {
     "bpr": dict(loss="bpr", n_neg=1, tau=0.2),
     "ccl": dict(loss="ccl", ccl_margin=0.4, ccl_neg_weight=1.0),
     "bc_loss": dict(loss="bc_loss", tau=0.2, bc_tau_bias=0.2, bc_pop_epochs=5, max_epochs=40),
+    "bc_sigmoid": dict(loss="bc_loss", bc_margin="sigmoid", tau=0.5, max_epochs=40),
     "adap_tau": dict(loss="adap_tau", tau=0.2, adap_tau_warm_up=10),
     "adv_reverse": dict(loss="adv_infonce", hardness_strategy="reverse", t_adv=5, e_adv=4),
     "adv_random": dict(loss="adv_infonce", hardness_strategy="random"),
