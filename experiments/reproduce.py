@@ -61,11 +61,11 @@ def read_flagfile(path: str) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def run_cell(cell: Cell, seed: int, runs: str, table: str) -> dict:
+def run_cell(cell: Cell, seed: int, runs: str) -> dict:
     """Trains (or re-reports) one cell at one seed; returns its results."""
-    cfg = dataclasses.replace(read_flagfile(cell.flagfile), seed=seed)
-    name = os.path.splitext(os.path.basename(cell.flagfile))[0]
-    workdir = os.path.join(runs, table, name, f"seed{seed}")
+    cfg = dataclasses.replace(read_flagfile(cell.flagfile), **dict(cell.overrides), seed=seed)
+    # Workdirs are named by cell, not table: tables sharing a cell share its runs.
+    workdir = os.path.join(runs, cell.name, f"seed{seed}")
     return train_and_evaluate(cfg, workdir, log=lambda line: None)
 
 
@@ -74,10 +74,10 @@ def _test_split(results: dict) -> str:
 
 
 def summarize(table: str, cells: list[Cell], per_seed: dict) -> dict:
-    """Means, stds, improvements and paired tests from {flagfile: [results per seed]}."""
+    """Means, stds, improvements and paired tests from {cell name: [results per seed]}."""
     rows = []
     for cell in cells:
-        runs = per_seed[cell.flagfile]
+        runs = per_seed[cell.name]
         split = _test_split(runs[0])
         values = {m: np.array([r[split][m] for r in runs]) for m in METRICS}
         rows.append(
@@ -85,6 +85,7 @@ def summarize(table: str, cells: list[Cell], per_seed: dict) -> dict:
                 "backbone": cell.backbone,
                 "method": cell.method,
                 "flagfile": cell.flagfile,
+                "overrides": dict(cell.overrides),
                 "role": cell.role,
                 "split": split,
                 "paper": cell.paper,
@@ -185,14 +186,17 @@ def main(argv: list[str]) -> None:
         for cell in cells:
             if not os.path.exists(cell.flagfile):
                 raise ConfigError(f"{cell.flagfile}: no such flagfile")
+        names = [cell.name for cell in cells]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"table {FLAGS.table} lists a cell twice")
         per_seed = {}
         total = len(cells) * FLAGS.seeds
         for index, (cell, seed) in enumerate(
             (c, s) for c in cells for s in range(1, FLAGS.seeds + 1)
         ):
             tick = time.perf_counter()
-            results = run_cell(cell, seed, FLAGS.runs, FLAGS.table)
-            per_seed.setdefault(cell.flagfile, []).append(results)
+            results = run_cell(cell, seed, FLAGS.runs)
+            per_seed.setdefault(cell.name, []).append(results)
             split = _test_split(results)
             print(
                 f"[{index + 1}/{total}] {cell.backbone} {cell.method} seed {seed}: "

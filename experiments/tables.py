@@ -17,6 +17,13 @@ class Cell(NamedTuple):
     flagfile: str
     paper: tuple[float, float] | None = None
     role: str = "rival"
+    overrides: tuple[tuple[str, object], ...] = ()  # settings changed from the flagfile
+
+    @property
+    def name(self) -> str:
+        """Flagfile stem plus the overrides: names the cell's workdirs."""
+        stem = self.flagfile.rsplit("/", 1)[-1].removesuffix(".flags")
+        return "-".join([stem, *(f"{k}={v}" for k, v in self.overrides)])
 
 
 def _losses_table(dataset: str, paper: dict) -> list[Cell]:
@@ -60,7 +67,23 @@ _YAHOO_PAPER = {
     ("lightgcn", "advinfonce_mlp"): (0.1545, 0.0724),
 }
 
+
+def _hardness_table(dataset: str, paper: dict) -> list[Cell]:
+    """Fig. 2b / 4c: hardness set by nobody, at random, against and for the CF model."""
+    adv = f"experiments/configs/{dataset}_lightgcn_advinfonce.flags"
+    return [
+        Cell("lightgcn", "InfoNCE", f"experiments/configs/{dataset}_lightgcn_infonce.flags",
+             paper.get(("lightgcn", "infonce")), "infonce"),
+        Cell("lightgcn", "InfoNCE-Rand", adv, None, "rival", (("hardness_strategy", "random"),)),
+        Cell("lightgcn", "AdvInfoNCE-Reverse", adv, None, "rival",
+             (("hardness_strategy", "reverse"),)),
+        Cell("lightgcn", "AdvInfoNCE", adv, paper.get(("lightgcn", "advinfonce")), "ours"),
+    ]  # fmt: skip
+
+
 TABLES: dict[str, list[Cell]] = {
     "coat": _losses_table("coat", _COAT_PAPER),
     "yahoo": _losses_table("yahoo", _YAHOO_PAPER),
+    "coat_hardness": _hardness_table("coat", _COAT_PAPER),
+    "yahoo_hardness": _hardness_table("yahoo", _YAHOO_PAPER),
 }

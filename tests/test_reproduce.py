@@ -1,5 +1,7 @@
 """experiments.reproduce: flagfile reading, summaries and paired tests."""
 
+import os
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -17,13 +19,13 @@ def _results(recall, ndcg):
     }  # fmt: skip
 
 
-def test_every_table_flagfile_parses():
-    for cells in TABLES.values():
-        for cell in cells:
-            try:
-                reproduce.read_flagfile(cell.flagfile)
-            except FileNotFoundError:
-                pytest.skip(f"{cell.flagfile} not written yet")
+def test_every_written_table_flagfile_parses():
+    # Tables may list cells whose flagfiles a later search writes (Yahoo!R3 rivals).
+    written = [c for cells in TABLES.values() for c in cells if os.path.exists(c.flagfile)]
+    assert len(written) >= 12
+    for cell in written:
+        cfg = reproduce.read_flagfile(cell.flagfile)
+        assert cfg.loss in cell.flagfile or cfg.loss.replace("_", "") in cell.flagfile
 
 
 def test_read_flagfile_names_file_and_line(tmp_path):
@@ -52,7 +54,7 @@ def test_summary_means_improvements_and_paired_tests():
         "c.flags": [0.10, 0.11, 0.12],
         "d.flags": [0.25, 0.26, 0.28],
     }
-    per_seed = {f: [_results(r, r / 2) for r in rs] for f, rs in recalls.items()}
+    per_seed = {f[0]: [_results(r, r / 2) for r in rs] for f, rs in recalls.items()}
     summary = reproduce.summarize("toy", cells, per_seed)
     rows = {row["method"]: row for row in summary["rows"]}
     ours = rows["AdvInfoNCE"]
@@ -79,4 +81,4 @@ def test_cli_rejects_an_unknown_table():
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "error: --table must be one of coat, yahoo; got 'tencent'"
+    assert proc.stderr.strip().startswith("error: --table must be one of coat, yahoo, ")
