@@ -7,7 +7,8 @@ own workdir under --runs (checkpointed: a killed sweep continues where it stoppe
 finished run is only re-reported). Then writes results/TABLE.md and results/TABLE.json:
 per cell the mean ± std over seeds of test Recall@20, NDCG@20 and HR@20, the paper's
 numbers, the improvement over InfoNCE of the same backbone, and paired t-tests over
-seeds of AdvInfoNCE against InfoNCE and against the strongest rival.
+seeds of AdvInfoNCE against InfoNCE and against the strongest rival. A hand-written
+results/TABLE.notes.md (the findings behind shortfalls) is appended under the table.
 """
 
 from __future__ import annotations
@@ -219,8 +220,14 @@ def main(argv: list[str]) -> None:
     base = os.path.join(FLAGS.results, FLAGS.table)
     with open(base + ".json", "w") as f:
         json.dump(summary, f, indent=1)
+    text = to_markdown(summary, command)
+    # Findings about the table (why a cell falls short) are written by hand beside it
+    # and kept under the regenerated table.
+    if os.path.exists(base + ".notes.md"):
+        with open(base + ".notes.md") as f:
+            text += "\n" + f.read()
     with open(base + ".md", "w") as f:
-        f.write(to_markdown(summary, command))
+        f.write(text)
     print(f"wrote {base}.md and {base}.json")
 
 
