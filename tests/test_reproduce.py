@@ -1,5 +1,6 @@
 """experiments.reproduce: flagfile reading, summaries and paired tests."""
 
+import json
 import os
 
 import numpy as np
@@ -15,7 +16,7 @@ def _results(recall, ndcg):
     split = {"recall@20": recall, "ndcg@20": ndcg, "hit_ratio@20": min(1.0, 3 * recall)}
     return {
         "best_epoch": 5, "valid": split, "test_id": split, "test_ood": split,
-        "timing": {"total_s": 10.0},
+        "timing": {"total_s": 10.0}, "epochs_s": 9.0,
     }  # fmt: skip
 
 
@@ -82,3 +83,9 @@ def test_cli_rejects_an_unknown_table():
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error: --table must be one of coat, yahoo, ")
+
+
+def test_epochs_seconds_sums_the_epoch_lines(tmp_path):
+    lines = [{"epoch": 1, "epoch_s": 1.5}, {"epoch": 2, "epoch_s": 2.0}, {"final": True}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert reproduce.epochs_seconds(str(tmp_path)) == 3.5
