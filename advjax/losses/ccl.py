@@ -4,22 +4,12 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from advjax.losses.infonce import _as_inexact
+from advjax.losses.infonce import _as_inexact, _check_logit_shapes
 
 
 def _check_cos_shapes(pos_cos: jax.Array, neg_cos: jax.Array) -> None:
     """Raises ValueError unless pos_cos is [B] and neg_cos is [B, N] with N >= 1."""
-    pos_shape, neg_shape = jnp.shape(pos_cos), jnp.shape(neg_cos)
-    if len(pos_shape) != 1 or len(neg_shape) != 2 or pos_shape[0] != neg_shape[0]:
-        raise ValueError(
-            "pos_cos must have shape [batch] and neg_cos shape [batch, n_neg] with the same "
-            f"batch; got pos_cos.shape={pos_shape}, neg_cos.shape={neg_shape}."
-        )
-    if neg_shape[1] == 0:
-        raise ValueError(
-            "neg_cos needs at least one negative per example; got "
-            f"pos_cos.shape={pos_shape}, neg_cos.shape={neg_shape}."
-        )
+    _check_logit_shapes(pos_cos, neg_cos, names=("pos_cos", "neg_cos"))
 
 
 def ccl(

@@ -14,18 +14,27 @@ def _as_inexact(*xs: ArrayLike) -> tuple[jax.Array, ...]:
     return tuple(a.astype(dtype) for a in arrays)
 
 
-def _check_logit_shapes(pos_logits: jax.Array, neg_logits: jax.Array) -> None:
-    """Raises ValueError unless pos is [B] and neg is [B, N] with N >= 1."""
+def _check_logit_shapes(
+    pos_logits: jax.Array,
+    neg_logits: jax.Array,
+    names: tuple[str, str] = ("pos_logits", "neg_logits"),
+) -> None:
+    """Raises ValueError unless pos is [B] and neg is [B, N] with N >= 1.
+
+    ``names`` are the two arguments' names in the messages (cosine losses pass
+    ``("pos_cos", "neg_cos")``).
+    """
+    pos, neg = names
     pos_shape, neg_shape = jnp.shape(pos_logits), jnp.shape(neg_logits)
     if len(pos_shape) != 1 or len(neg_shape) != 2 or pos_shape[0] != neg_shape[0]:
         raise ValueError(
-            "pos_logits must have shape [batch] and neg_logits shape [batch, n_neg] with the "
-            f"same batch; got pos_logits.shape={pos_shape}, neg_logits.shape={neg_shape}."
+            f"{pos} must have shape [batch] and {neg} shape [batch, n_neg] with the "
+            f"same batch; got {pos}.shape={pos_shape}, {neg}.shape={neg_shape}."
         )
     if neg_shape[1] == 0:
         raise ValueError(
-            "neg_logits needs at least one negative per example; got "
-            f"pos_logits.shape={pos_shape}, neg_logits.shape={neg_shape}."
+            f"{neg} needs at least one negative per example; got "
+            f"{pos}.shape={pos_shape}, {neg}.shape={neg_shape}."
         )
 
 
