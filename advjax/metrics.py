@@ -74,6 +74,17 @@ def _discount_tables(k_max: int) -> tuple[np.ndarray, np.ndarray]:
     return discounts.astype(np.float32), ideal_dcg
 
 
+def _metrics_at(k: int, n_hits, n_targets, dcg, ideal_dcg) -> dict[str, jax.Array]:
+    """Recall, NDCG, hit ratio and precision at K from per-user hit counts and DCG."""
+    idcg = jnp.asarray(ideal_dcg)[jnp.minimum(n_targets, k)]  # 1.0 without targets
+    return {
+        f"recall@{k}": n_hits / jnp.maximum(n_targets, 1).astype(jnp.float32),
+        f"ndcg@{k}": dcg / idcg,
+        f"hit_ratio@{k}": (n_hits > 0).astype(jnp.float32),
+        f"precision@{k}": n_hits.astype(jnp.float32) / k,
+    }
+
+
 def per_user_topk_metrics(
     scores: ArrayLike, targets: ArrayLike, exclude: ArrayLike, ks: Sequence[int] = (20,)
 ) -> dict[str, jax.Array]:
@@ -118,11 +129,7 @@ def per_user_topk_metrics(
         k = r + 1
         if k in ks:
             n_hits = hits[:, :k].sum(axis=1, dtype=jnp.int32)
-            idcg = jnp.asarray(ideal_dcg)[jnp.minimum(n_targets, k)]  # 1.0 without targets
-            out[f"recall@{k}"] = n_hits / jnp.maximum(n_targets, 1).astype(jnp.float32)
-            out[f"ndcg@{k}"] = dcg / idcg
-            out[f"hit_ratio@{k}"] = (n_hits > 0).astype(jnp.float32)
-            out[f"precision@{k}"] = n_hits.astype(jnp.float32) / k
+            out.update(_metrics_at(k, n_hits, n_targets, dcg, ideal_dcg))
     return {f"{name}@{k}": out[f"{name}@{k}"] for k in ks for name in METRIC_NAMES}
 
 
@@ -261,11 +268,7 @@ def per_user_metrics_from_ranks(
         hit = real & (ranks < k)
         n_hits = per_user(hit.astype(jnp.int32))
         dcg = per_user(jnp.where(hit, gains, np.float32(0.0)))
-        idcg = jnp.asarray(ideal_dcg)[jnp.minimum(n_targets, k)]
-        out[f"recall@{k}"] = n_hits / jnp.maximum(n_targets, 1).astype(jnp.float32)
-        out[f"ndcg@{k}"] = dcg / idcg
-        out[f"hit_ratio@{k}"] = (n_hits > 0).astype(jnp.float32)
-        out[f"precision@{k}"] = n_hits.astype(jnp.float32) / k
+        out.update(_metrics_at(k, n_hits, n_targets, dcg, ideal_dcg))
     return {f"{name}@{k}": out[f"{name}@{k}"] for k in ks for name in METRIC_NAMES}
 
 
