@@ -41,7 +41,6 @@ METRICS = ("recall@20", "ndcg@20", "hit_ratio@20")
 
 def read_flagfile(path: str) -> TrainConfig:
     """TrainConfig from a flagfile's --name=value lines (comments skipped)."""
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     values = {}
     with open(path) as f:
         for number, line in enumerate(f, 1):
@@ -49,16 +48,13 @@ def read_flagfile(path: str) -> TrainConfig:
             if not line or line.startswith("#"):
                 continue
             name, _, value = line.removeprefix("--").partition("=")
-            if name not in fields:
+            if name not in run.SETTING_KINDS:
                 raise ConfigError(f"{path}:{number}: unknown flag --{name}")
-            kind = type(fields[name].default)
             try:
-                if kind is tuple:
-                    values[name] = tuple(int(v) for v in value.split(","))
-                else:
-                    values[name] = kind(value)
+                values[name] = run.setting_from_text(name, value)
             except ValueError:
-                raise ConfigError(f"{path}:{number}: --{name} takes {kind.__name__}") from None
+                kind = run.SETTING_KINDS[name].__name__
+                raise ConfigError(f"{path}:{number}: --{name} takes {kind}") from None
     return TrainConfig(**values)
 
 

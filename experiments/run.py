@@ -64,6 +64,22 @@ _define_flags()
 FLAGS = flags.FLAGS
 
 
+SETTING_KINDS = {field.name: type(field.default) for field in dataclasses.fields(TrainConfig)}
+
+
+def setting_from_text(name: str, text: str):
+    """The value of TrainConfig field `name` written as flag text ("10,20" for ks).
+
+    Raises:
+      KeyError: `name` is no TrainConfig field.
+      ValueError: `text` is not a value of the field's type (SETTING_KINDS[name]).
+    """
+    kind = SETTING_KINDS[name]
+    if kind is tuple:
+        return tuple(int(v) for v in text.split(","))
+    return kind(text)
+
+
 def config_from_flags() -> TrainConfig:
     values = {}
     for field in dataclasses.fields(TrainConfig):

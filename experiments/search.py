@@ -41,20 +41,23 @@ def parse_grid(text: str) -> list[dict]:
     Raises:
       ConfigError: on an unknown field or a value of the wrong type.
     """
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     axes = []
     for part in filter(None, (p.strip() for p in text.split(";"))):
         name, _, values = part.partition("=")
         name = name.strip()
-        if name not in fields:
+        if name not in run.SETTING_KINDS:
             raise ConfigError(f"--grid: unknown setting {name!r}")
-        kind = type(fields[name].default)
         try:
-            axes.append([(name, kind(v.strip())) for v in values.split(",") if v.strip()])
+            axes.append(
+                [
+                    (name, run.setting_from_text(name, v.strip()))
+                    for v in values.split(",")
+                    if v.strip()
+                ]
+            )
         except ValueError:
-            raise ConfigError(
-                f"--grid: {name} takes {kind.__name__} values, got {values!r}"
-            ) from None
+            kind = run.SETTING_KINDS[name].__name__
+            raise ConfigError(f"--grid: {name} takes {kind} values, got {values!r}") from None
     return [dict(point) for point in itertools.product(*axes)]
 
 
