@@ -63,8 +63,34 @@ def run_cell(cell: Cell, seed: int, runs: str) -> dict:
     cfg = dataclasses.replace(read_flagfile(cell.flagfile), **dict(cell.overrides), seed=seed)
     # Workdirs are named by cell, not table: tables sharing a cell share its runs.
     workdir = os.path.join(runs, cell.name, f"seed{seed}")
-    results = train_and_evaluate(cfg, workdir, log=lambda line: None)
+    results = finished_results(workdir, cfg)
+    if results is None:
+        results = train_and_evaluate(cfg, workdir, log=lambda line: None)
     return {**results, "epochs_s": epochs_seconds(workdir)}
+
+
+def finished_results(workdir: str, cfg: TrainConfig) -> dict | None:
+    """The workdir's results.json when that run finished with exactly `cfg`, else None.
+
+    Read as is rather than re-evaluated, so a run trained on another machine (a GPU
+    host) counts once its results.json, metrics.jsonl and config.json are copied here.
+    """
+    path = os.path.join(workdir, "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        results = json.load(f)
+    if results.get("flags") != json.loads(json.dumps(dataclasses.asdict(cfg))):
+        return None
+    return results
+
+
+def trained_on(results: dict) -> str:
+    """Where a run was trained: its results.json's device and jax version."""
+    where = results.get("platform")
+    if where is None:
+        return "cpu (device not recorded)"
+    return f"{where['device']} (jax {where['jax']})"
 
 
 def epochs_seconds(workdir: str) -> float:
@@ -101,6 +127,7 @@ def summarize(table: str, cells: list[Cell], per_seed: dict) -> dict:
                 "per_seed": {m: v.tolist() for m, v in values.items()},
                 "mean": {m: float(v.mean()) for m, v in values.items()},
                 "std": {m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()},
+                "trained_on": sorted({trained_on(r) for r in runs}),
             }
         )
     for backbone in {row["backbone"] for row in rows}:
@@ -142,13 +169,25 @@ def _commit() -> str:
         return "unknown"
 
 
+def _devices_text(rows: list[dict]) -> str:
+    """'NVIDIA H200 (jax 0.11.2)' or, when cells differ, each device with its cells."""
+    cells: dict[str, list[str]] = {}
+    for row in rows:
+        for device in row.get("trained_on", ["cpu (device not recorded)"]):
+            cells.setdefault(device, []).append(f"{row['backbone']} {row['method']}")
+    if len(cells) == 1:
+        return next(iter(cells))
+    return "; ".join(f"{device}: {', '.join(names)}" for device, names in cells.items())
+
+
 def to_markdown(summary: dict, command: str) -> str:
     """The table as markdown: one row per cell, then the significance tests."""
     lines = [
         f"# {summary['table']}: test metrics over seeds",
         "",
         f"Command: `{command}`  ",
-        f"Commit: {summary['commit']}; machine: {summary['machine']}; the runs' training "
+        f"Commit: {summary['commit']}; machine: {summary['machine']}; runs trained on "
+        f"{_devices_text(summary['rows'])}; the runs' training "
         f"epochs took {summary['runs_s'] / 60:.1f} min in all (their metrics.jsonl; "
         f"{summary['wall_s'] / 60:.1f} min of wall time in the last invocation, where "
         "finished runs are re-reported, not retrained).  ",

@@ -1,5 +1,6 @@
 """experiments.reproduce: flagfile reading, summaries and paired tests."""
 
+import dataclasses
 import json
 import os
 
@@ -89,3 +90,32 @@ def test_epochs_seconds_sums_the_epoch_lines(tmp_path):
     lines = [{"epoch": 1, "epoch_s": 1.5}, {"epoch": 2, "epoch_s": 2.0}, {"final": True}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     assert reproduce.epochs_seconds(str(tmp_path)) == 3.5
+
+
+def test_finished_run_is_read_back_only_with_its_own_config(tmp_path):
+    cfg = reproduce.read_flagfile("experiments/configs/coat_mf_infonce.flags")
+    results = {
+        **_results(0.25, 0.18),
+        "flags": json.loads(json.dumps(dataclasses.asdict(cfg))),
+        "platform": {"device": "NVIDIA H200", "jax": "0.11.2"},
+    }
+    assert reproduce.finished_results(str(tmp_path), cfg) is None  # no results.json
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert reproduce.finished_results(str(tmp_path), cfg) == results
+    other = dataclasses.replace(cfg, seed=cfg.seed + 1)
+    assert reproduce.finished_results(str(tmp_path), other) is None
+    assert reproduce.trained_on(results) == "NVIDIA H200 (jax 0.11.2)"
+    assert reproduce.trained_on(_results(0.2, 0.1)) == "cpu (device not recorded)"
+
+
+def test_markdown_names_the_devices_of_each_cell():
+    cells = [Cell("mf", "InfoNCE", "a.flags", None, "infonce"), Cell("mf", "Adv", "b.flags")]
+    gpu = {**_results(0.2, 0.1), "platform": {"device": "NVIDIA H200", "jax": "0.11.2"}}
+    per_seed = {"a": [_results(0.2, 0.1)] * 2, "b": [gpu] * 2}
+    summary = reproduce.summarize("toy", cells, per_seed)
+    summary.update(commit="abc", machine="x86_64, 2 cores", wall_s=1.0, runs_s=2.0)
+    text = reproduce.to_markdown(summary, "cmd")
+    assert (
+        "runs trained on cpu (device not recorded): mf InfoNCE; "
+        "NVIDIA H200 (jax 0.11.2): mf Adv;" in text
+    )

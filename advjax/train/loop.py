@@ -228,6 +228,7 @@ def train_and_evaluate(
         **report,
         "flags": dataclasses.asdict(cfg),
         "timing": {"total_s": elapsed, "epochs": epochs_run},
+        "platform": {"device": jax.devices()[0].device_kind, "jax": jax.__version__},
     }
     if scalars:
         flat = {f"{split}/{k}": v for split, metrics in report.items() for k, v in metrics.items()}
