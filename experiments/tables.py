@@ -89,6 +89,7 @@ _COAT_VALIDATED_ADVERSARY = Cell(
     _COAT_PAPER[("lightgcn", "advinfonce")], "variant", (("lr_adv", 0.001), ("e_adv", 5)),
 )  # fmt: skip
 
+
 def _infonce_vs_adv(dataset: str, paper: dict) -> list[Cell]:
     """LightGCN InfoNCE against AdvInfoNCE only (the larger datasets)."""
     stem = f"experiments/configs/{dataset}_lightgcn"
