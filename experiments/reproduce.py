@@ -34,6 +34,12 @@ flags.DEFINE_string("table", "", f"Table to reproduce: {', '.join(TABLES)}.")
 flags.DEFINE_integer("seeds", 5, "Seeds 1..N per cell.")
 flags.DEFINE_string("runs", "runs/reproduce", "Root of the per-run workdirs.")
 flags.DEFINE_string("results", "results", "Where TABLE.md and TABLE.json go.")
+flags.DEFINE_bool(
+    "report_only",
+    False,
+    "Train nothing: tabulate the finished runs (e.g. copied from a GPU host); cells and "
+    "seeds not yet run are shown as such.",
+)
 FLAGS = flags.FLAGS
 
 METRICS = ("recall@20", "ndcg@20", "hit_ratio@20")
@@ -58,14 +64,30 @@ def read_flagfile(path: str) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def run_cell(cell: Cell, seed: int, runs: str) -> dict:
-    """Trains (or re-reports) one cell at one seed; returns its results."""
+def _cell_run(cell: Cell, seed: int, runs: str) -> tuple[TrainConfig, str]:
+    """The configuration and workdir of one cell at one seed."""
     cfg = dataclasses.replace(read_flagfile(cell.flagfile), **dict(cell.overrides), seed=seed)
     # Workdirs are named by cell, not table: tables sharing a cell share its runs.
-    workdir = os.path.join(runs, cell.name, f"seed{seed}")
+    return cfg, os.path.join(runs, cell.name, f"seed{seed}")
+
+
+def run_cell(cell: Cell, seed: int, runs: str) -> dict:
+    """Trains (or re-reports) one cell at one seed; returns its results."""
+    cfg, workdir = _cell_run(cell, seed, runs)
     results = finished_results(workdir, cfg)
     if results is None:
         results = train_and_evaluate(cfg, workdir, log=lambda line: None)
+    return {**results, "epochs_s": epochs_seconds(workdir)}
+
+
+def finished_run(cell: Cell, seed: int, runs: str) -> dict | None:
+    """One cell's finished run at one seed (None if its flagfile or run is missing)."""
+    if not os.path.exists(cell.flagfile):
+        return None
+    cfg, workdir = _cell_run(cell, seed, runs)
+    results = finished_results(workdir, cfg)
+    if results is None:
+        return None
     return {**results, "epochs_s": epochs_seconds(workdir)}
 
 
@@ -107,31 +129,45 @@ def _test_split(results: dict) -> str:
     return "test_ood" if "test_ood" in results else "test"
 
 
+def _at_seeds(row: dict, metric: str, seeds: list[int]) -> list[float]:
+    """A row's per-seed values of `metric` at the given seeds, in their order."""
+    return [row["per_seed"][metric][row["seed_list"].index(s)] for s in seeds]
+
+
 def summarize(table: str, cells: list[Cell], per_seed: dict) -> dict:
-    """Means, stds, improvements and paired tests from {cell name: [results per seed]}."""
+    """Means, stds, improvements and paired tests from {cell name: {seed: results}}.
+
+    A cell with no finished run gets a row with seeds 0 and no figures; paired tests
+    use the seeds both cells finished (at least 2).
+    """
     rows = []
     for cell in cells:
-        runs = per_seed[cell.name]
-        split = _test_split(runs[0])
-        values = {m: np.array([r[split][m] for r in runs]) for m in METRICS}
-        rows.append(
-            {
-                "backbone": cell.backbone,
-                "method": cell.method,
-                "flagfile": cell.flagfile,
-                "overrides": dict(cell.overrides),
-                "role": cell.role,
-                "split": split,
-                "paper": cell.paper,
-                "seeds": len(runs),
-                "per_seed": {m: v.tolist() for m, v in values.items()},
-                "mean": {m: float(v.mean()) for m, v in values.items()},
-                "std": {m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()},
-                "trained_on": sorted({trained_on(r) for r in runs}),
-            }
+        runs = per_seed.get(cell.name, {})
+        row = {
+            "backbone": cell.backbone,
+            "method": cell.method,
+            "flagfile": cell.flagfile,
+            "overrides": dict(cell.overrides),
+            "role": cell.role,
+            "paper": cell.paper,
+            "seeds": len(runs),
+        }
+        rows.append(row)
+        if not runs:
+            continue
+        seeds = sorted(runs)
+        split = _test_split(runs[seeds[0]])
+        values = {m: np.array([runs[s][split][m] for s in seeds]) for m in METRICS}
+        row.update(
+            split=split,
+            seed_list=seeds,
+            per_seed={m: v.tolist() for m, v in values.items()},
+            mean={m: float(v.mean()) for m, v in values.items()},
+            std={m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()},
+            trained_on=sorted({trained_on(r) for r in runs.values()}),
         )
     for backbone in {row["backbone"] for row in rows}:
-        group = [row for row in rows if row["backbone"] == backbone]
+        group = [row for row in rows if row["backbone"] == backbone and row["seeds"]]
         base = next((r for r in group if r["role"] == "infonce"), None)
         ours = next((r for r in group if r["role"] == "ours"), None)
         for row in group:
@@ -145,17 +181,15 @@ def summarize(table: str, cells: list[Cell], per_seed: dict) -> dict:
         strongest = max(rivals, key=lambda r: r["mean"]["recall@20"], default=None)
         ours["tests"] = {}
         for label, other in (("vs_infonce", base), ("vs_strongest_rival", strongest)):
-            if other is None or ours["seeds"] < 2:
+            if other is None:
                 continue
-            ours["tests"][label] = {
-                "against": other["method"],
-                **{
-                    m: float(
-                        scipy.stats.ttest_rel(ours["per_seed"][m], other["per_seed"][m]).pvalue
-                    )
-                    for m in ("recall@20", "ndcg@20")
-                },
-            }
+            common = sorted(set(ours["seed_list"]) & set(other["seed_list"]))
+            if len(common) < 2:
+                continue
+            ours["tests"][label] = {"against": other["method"], "seeds": len(common)}
+            for m in ("recall@20", "ndcg@20"):
+                pairs = [_at_seeds(row, m, common) for row in (ours, other)]
+                ours["tests"][label][m] = float(scipy.stats.ttest_rel(*pairs).pvalue)
     return {"table": table, "rows": rows}
 
 
@@ -173,7 +207,7 @@ def _devices_text(rows: list[dict]) -> str:
     """'NVIDIA H200 (jax 0.11.2)' or, when cells differ, each device with its cells."""
     cells: dict[str, list[str]] = {}
     for row in rows:
-        for device in row.get("trained_on", ["cpu (device not recorded)"]):
+        for device in row.get("trained_on", []):
             cells.setdefault(device, []).append(f"{row['backbone']} {row['method']}")
     if len(cells) == 1:
         return next(iter(cells))
@@ -198,14 +232,18 @@ def to_markdown(summary: dict, command: str) -> str:
         "| backbone | method | seeds | Recall@20 | NDCG@20 | HR@20 | paper R@20 / N@20 | Imp.% |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    wanted = summary.get("seeds_requested")
     for row in summary["rows"]:
-        mean, std = row["mean"], row["std"]
-        cols = [f"{mean[m]:.4f} ± {std[m]:.4f}" for m in METRICS]
+        seeds = f"{row['seeds']} of {wanted}" if wanted and row["seeds"] < wanted else row["seeds"]
+        if row["seeds"]:
+            cols = [f"{row['mean'][m]:.4f} ± {row['std'][m]:.4f}" for m in METRICS]
+        else:
+            cols = ["not run", "", ""]
         paper = f"{row['paper'][0]:.4f} / {row['paper'][1]:.4f}" if row["paper"] else ""
         imp = row.get("imp_over_infonce_pct", {}).get("recall@20")
         imp_text = f"{imp:+.1f}" if imp is not None else ""
         lines.append(
-            f"| {row['backbone']} | {row['method']} | {row['seeds']} | "
+            f"| {row['backbone']} | {row['method']} | {seeds} | "
             f"{' | '.join(cols)} | {paper} | {imp_text} |"
         )
     lines += ["", "Paired t-tests over seeds (two-sided p-values):", ""]
@@ -213,7 +251,8 @@ def to_markdown(summary: dict, command: str) -> str:
         for label, test in row.get("tests", {}).items():
             lines.append(
                 f"- {row['backbone']} {row['method']} {label.replace('_', ' ')} "
-                f"({test['against']}): Recall@20 p = {test['recall@20']:.3g}, "
+                f"({test['against']}, {test['seeds']} paired seeds): "
+                f"Recall@20 p = {test['recall@20']:.3g}, "
                 f"NDCG@20 p = {test['ndcg@20']:.3g}"
             )
     return "\n".join(lines) + "\n"
@@ -232,7 +271,7 @@ def main(argv: list[str]) -> None:
             raise ConfigError(f"--seeds must be >= 1, got {FLAGS.seeds}")
         cells = TABLES[FLAGS.table]
         for cell in cells:
-            if not os.path.exists(cell.flagfile):
+            if not os.path.exists(cell.flagfile) and not FLAGS.report_only:
                 raise ConfigError(f"{cell.flagfile}: no such flagfile")
         names = [cell.name for cell in cells]
         if len(set(names)) != len(names):
@@ -243,8 +282,13 @@ def main(argv: list[str]) -> None:
             (c, s) for c in cells for s in range(1, FLAGS.seeds + 1)
         ):
             tick = time.perf_counter()
-            results = run_cell(cell, seed, FLAGS.runs)
-            per_seed.setdefault(cell.name, []).append(results)
+            if FLAGS.report_only:
+                results = finished_run(cell, seed, FLAGS.runs)
+                if results is None:
+                    continue
+            else:
+                results = run_cell(cell, seed, FLAGS.runs)
+            per_seed.setdefault(cell.name, {})[seed] = results
             split = _test_split(results)
             print(
                 f"[{index + 1}/{total}] {cell.backbone} {cell.method} seed {seed}: "
@@ -256,12 +300,15 @@ def main(argv: list[str]) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     summary.update(
-        runs_s=sum(r["epochs_s"] for runs in per_seed.values() for r in runs),
+        runs_s=sum(r["epochs_s"] for runs in per_seed.values() for r in runs.values()),
+        seeds_requested=FLAGS.seeds,
         commit=_commit(),
         machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         wall_s=time.perf_counter() - start,
     )
     command = f"python -m experiments.reproduce --table={FLAGS.table} --seeds={FLAGS.seeds}"
+    if FLAGS.report_only:
+        command += " --report_only"
     summary["command"] = command
     os.makedirs(FLAGS.results, exist_ok=True)
     base = os.path.join(FLAGS.results, FLAGS.table)

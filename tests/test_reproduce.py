@@ -56,7 +56,10 @@ def test_summary_means_improvements_and_paired_tests():
         "c.flags": [0.10, 0.11, 0.12],
         "d.flags": [0.25, 0.26, 0.28],
     }
-    per_seed = {f[0]: [_results(r, r / 2) for r in rs] for f, rs in recalls.items()}
+    per_seed = {
+        f[0]: {seed: _results(r, r / 2) for seed, r in enumerate(rs, 1)}
+        for f, rs in recalls.items()
+    }
     summary = reproduce.summarize("toy", cells, per_seed)
     rows = {row["method"]: row for row in summary["rows"]}
     ours = rows["AdvInfoNCE"]
@@ -69,7 +72,7 @@ def test_summary_means_improvements_and_paired_tests():
     summary.update(commit="abc", machine="cpu", wall_s=60.0, runs_s=120.0)
     text = reproduce.to_markdown(summary, "cmd")
     assert "| mf | AdvInfoNCE | 3 | 0.2633 ± 0.0153 |" in text
-    assert "vs infonce (InfoNCE): Recall@20 p = " in text
+    assert "vs infonce (InfoNCE, 3 paired seeds): Recall@20 p = " in text
 
 
 def test_cli_rejects_an_unknown_table():
@@ -111,7 +114,7 @@ def test_finished_run_is_read_back_only_with_its_own_config(tmp_path):
 def test_markdown_names_the_devices_of_each_cell():
     cells = [Cell("mf", "InfoNCE", "a.flags", None, "infonce"), Cell("mf", "Adv", "b.flags")]
     gpu = {**_results(0.2, 0.1), "platform": {"device": "NVIDIA H200", "jax": "0.11.2"}}
-    per_seed = {"a": [_results(0.2, 0.1)] * 2, "b": [gpu] * 2}
+    per_seed = {"a": {1: _results(0.2, 0.1), 2: _results(0.2, 0.1)}, "b": {1: gpu, 2: gpu}}
     summary = reproduce.summarize("toy", cells, per_seed)
     summary.update(commit="abc", machine="x86_64, 2 cores", wall_s=1.0, runs_s=2.0)
     text = reproduce.to_markdown(summary, "cmd")
@@ -119,3 +122,29 @@ def test_markdown_names_the_devices_of_each_cell():
         "runs trained on cpu (device not recorded): mf InfoNCE; "
         "NVIDIA H200 (jax 0.11.2): mf Adv;" in text
     )
+
+
+def test_partial_table_pairs_common_seeds_and_marks_missing_cells():
+    cells = [
+        Cell("mf", "InfoNCE", "a.flags", None, "infonce"),
+        Cell("mf", "CCL", "b.flags", None, "rival"),
+        Cell("mf", "AdvInfoNCE", "c.flags", None, "ours"),
+    ]
+    base = {1: 0.20, 2: 0.22, 3: 0.21, 5: 0.24}
+    ours = {1: 0.25, 2: 0.26, 3: 0.28, 4: 0.30}
+    per_seed = {
+        "a": {s: _results(r, r / 2) for s, r in base.items()},
+        "c": {s: _results(r, r / 2) for s, r in ours.items()},
+    }
+    summary = reproduce.summarize("toy", cells, per_seed)
+    rows = {row["method"]: row for row in summary["rows"]}
+    assert rows["CCL"]["seeds"] == 0 and "mean" not in rows["CCL"]
+    test = rows["AdvInfoNCE"]["tests"]["vs_infonce"]
+    assert test["seeds"] == 3  # seeds 1, 2, 3 only
+    expected = scipy.stats.ttest_rel([0.25, 0.26, 0.28], [0.20, 0.22, 0.21]).pvalue
+    assert test["recall@20"] == pytest.approx(expected)
+    assert "vs_strongest_rival" not in rows["AdvInfoNCE"]["tests"]  # CCL has no runs
+    summary.update(commit="abc", machine="cpu", wall_s=1.0, runs_s=2.0, seeds_requested=5)
+    text = reproduce.to_markdown(summary, "cmd")
+    assert "| mf | CCL | 0 of 5 | not run |" in text
+    assert "| mf | AdvInfoNCE | 4 of 5 | 0.2725 ± " in text
