@@ -166,6 +166,14 @@ def summarize(table: str, cells: list[Cell], per_seed: dict) -> dict:
             std={m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()},
             trained_on=sorted({trained_on(r) for r in runs.values()}),
         )
+        # A split whose test_id differs from test_ood (yelp2018.new) also reports the
+        # in-distribution test, to set the OOD figures against.
+        if split == "test_ood" and any(r.get("test_id") != r[split] for r in runs.values()):
+            id_values = {m: np.array([runs[s]["test_id"][m] for s in seeds]) for m in METRICS}
+            row["id_mean"] = {m: float(v.mean()) for m, v in id_values.items()}
+            row["id_std"] = {
+                m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in id_values.items()
+            }
     for backbone in {row["backbone"] for row in rows}:
         group = [row for row in rows if row["backbone"] == backbone and row["seeds"]]
         base = next((r for r in group if r["role"] == "infonce"), None)
@@ -246,6 +254,20 @@ def to_markdown(summary: dict, command: str) -> str:
             f"| {row['backbone']} | {row['method']} | {seeds} | "
             f"{' | '.join(cols)} | {paper} | {imp_text} |"
         )
+    with_id = [row for row in summary["rows"] if "id_mean" in row]
+    if with_id:
+        lines += [
+            "",
+            "The table above is test_ood. The in-distribution test (test_id) of the same runs:",
+            "",
+            "| backbone | method | seeds | Recall@20 | NDCG@20 | HR@20 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in with_id:
+            cols = [f"{row['id_mean'][m]:.4f} ± {row['id_std'][m]:.4f}" for m in METRICS]
+            lines.append(
+                f"| {row['backbone']} | {row['method']} | {row['seeds']} | {' | '.join(cols)} |"
+            )
     lines += ["", "Paired t-tests over seeds (two-sided p-values):", ""]
     for row in summary["rows"]:
         for label, test in row.get("tests", {}).items():

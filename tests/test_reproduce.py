@@ -148,3 +148,23 @@ def test_partial_table_pairs_common_seeds_and_marks_missing_cells():
     text = reproduce.to_markdown(summary, "cmd")
     assert "| mf | CCL | 0 of 5 | not run |" in text
     assert "| mf | AdvInfoNCE | 4 of 5 | 0.2725 ± " in text
+
+
+def test_distinct_test_id_gets_its_own_table():
+    cells = [Cell("lightgcn", "InfoNCE", "a.flags", None, "infonce")]
+
+    def run(ood, iid):
+        result = _results(ood, ood / 2)
+        return {**result, "test_id": _results(iid, iid / 2)["test_id"]}
+
+    per_seed = {"a": {1: run(0.05, 0.20), 2: run(0.07, 0.22)}}
+    summary = reproduce.summarize("toy", cells, per_seed)
+    row = summary["rows"][0]
+    assert row["mean"]["recall@20"] == pytest.approx(0.06)  # the main table is OOD
+    assert row["id_mean"]["recall@20"] == pytest.approx(0.21)
+    summary.update(commit="abc", machine="cpu", wall_s=1.0, runs_s=2.0)
+    text = reproduce.to_markdown(summary, "cmd")
+    assert "| lightgcn | InfoNCE | 2 | 0.2100 ± 0.0141 |" in text
+    # Identical test files (Coat, Yahoo!R3) get no second table.
+    same = reproduce.summarize("toy", cells, {"a": {1: _results(0.05, 0.02)}})
+    assert "id_mean" not in same["rows"][0]
