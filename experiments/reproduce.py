@@ -217,6 +217,8 @@ def _devices_text(rows: list[dict]) -> str:
     for row in rows:
         for device in row.get("trained_on", []):
             cells.setdefault(device, []).append(f"{row['backbone']} {row['method']}")
+    if not cells:
+        return "nothing yet (no finished run)"
     if len(cells) == 1:
         return next(iter(cells))
     return "; ".join(f"{device}: {', '.join(names)}" for device, names in cells.items())
@@ -268,7 +270,14 @@ def to_markdown(summary: dict, command: str) -> str:
             lines.append(
                 f"| {row['backbone']} | {row['method']} | {row['seeds']} | {' | '.join(cols)} |"
             )
-    lines += ["", "Paired t-tests over seeds (two-sided p-values):", ""]
+    tests = [row for row in summary["rows"] if row.get("tests")]
+    lines += [
+        "",
+        "Paired t-tests over seeds (two-sided p-values):"
+        if tests
+        else "Paired t-tests over seeds: none yet (they need 2 seeds of both cells).",
+        "",
+    ]
     for row in summary["rows"]:
         for label, test in row.get("tests", {}).items():
             lines.append(
