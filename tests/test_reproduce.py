@@ -147,12 +147,12 @@ def test_partial_table_pairs_common_seeds_and_marks_missing_cells():
     summary.update(commit="abc", machine="cpu", wall_s=1.0, runs_s=2.0, seeds_requested=5)
     text = reproduce.to_markdown(summary, "cmd")
     assert "| mf | CCL | 0 of 5 | not run |" in text
+    assert "| mf | AdvInfoNCE | 4 of 5 | 0.2725 ± " in text
     empty = reproduce.summarize("toy", cells, {})
     empty.update(commit="abc", machine="cpu", wall_s=1.0, runs_s=0.0, seeds_requested=5)
     text = reproduce.to_markdown(empty, "cmd")
     assert "runs trained on nothing yet (no finished run)" in text
     assert "Paired t-tests over seeds: none yet" in text
-    assert "| mf | AdvInfoNCE | 4 of 5 | 0.2725 ± " in text
 
 
 def test_distinct_test_id_gets_its_own_table():
