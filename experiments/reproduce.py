@@ -134,6 +134,14 @@ def _at_seeds(row: dict, metric: str, seeds: list[int]) -> list[float]:
     return [row["per_seed"][metric][row["seed_list"].index(s)] for s in seeds]
 
 
+def _mean_std(values: dict[str, np.ndarray]) -> dict:
+    """{'mean': {metric: mean}, 'std': {metric: sample std, 0 for one seed}}."""
+    return {
+        "mean": {m: float(v.mean()) for m, v in values.items()},
+        "std": {m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()},
+    }
+
+
 def summarize(table: str, cells: list[Cell], per_seed: dict) -> dict:
     """Means, stds, improvements and paired tests from {cell name: {seed: results}}.
 
@@ -162,18 +170,15 @@ def summarize(table: str, cells: list[Cell], per_seed: dict) -> dict:
             split=split,
             seed_list=seeds,
             per_seed={m: v.tolist() for m, v in values.items()},
-            mean={m: float(v.mean()) for m, v in values.items()},
-            std={m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()},
+            **_mean_std(values),
             trained_on=sorted({trained_on(r) for r in runs.values()}),
         )
         # A split whose test_id differs from test_ood (yelp2018.new) also reports the
         # in-distribution test, to set the OOD figures against.
         if split == "test_ood" and any(r.get("test_id") != r[split] for r in runs.values()):
             id_values = {m: np.array([runs[s]["test_id"][m] for s in seeds]) for m in METRICS}
-            row["id_mean"] = {m: float(v.mean()) for m, v in id_values.items()}
-            row["id_std"] = {
-                m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in id_values.items()
-            }
+            stats = _mean_std(id_values)
+            row["id_mean"], row["id_std"] = stats["mean"], stats["std"]
     for backbone in {row["backbone"] for row in rows}:
         group = [row for row in rows if row["backbone"] == backbone and row["seeds"]]
         base = next((r for r in group if r["role"] == "infonce"), None)
