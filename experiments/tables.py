@@ -66,18 +66,33 @@ _YAHOO_PAPER = {
     ("mf", "advinfonce"): (0.1523, 0.0710),
     ("lightgcn", "advinfonce_mlp"): (0.1545, 0.0724),
 }
+_KUAIREC_PAPER = {
+    ("lightgcn", "infonce"): (0.1800, 0.4529),
+    ("lightgcn", "advinfonce"): (0.1979, 0.4697),
+}
+
+
+def _infonce_vs_adv(dataset: str, paper: dict) -> list[Cell]:
+    """LightGCN InfoNCE and AdvInfoNCE (paper keyed like _losses_table's)."""
+    stem = f"experiments/configs/{dataset}_lightgcn"
+    return [
+        Cell("lightgcn", "InfoNCE", f"{stem}_infonce.flags",
+             paper.get(("lightgcn", "infonce")), "infonce"),
+        Cell("lightgcn", "AdvInfoNCE", f"{stem}_advinfonce.flags",
+             paper.get(("lightgcn", "advinfonce")), "ours"),
+    ]  # fmt: skip
 
 
 def _hardness_table(dataset: str, paper: dict) -> list[Cell]:
     """Fig. 2b / 4c: hardness set by nobody, at random, against and for the CF model."""
-    adv = f"experiments/configs/{dataset}_lightgcn_advinfonce.flags"
+    infonce, adv = _infonce_vs_adv(dataset, paper)
     return [
-        Cell("lightgcn", "InfoNCE", f"experiments/configs/{dataset}_lightgcn_infonce.flags",
-             paper.get(("lightgcn", "infonce")), "infonce"),
-        Cell("lightgcn", "InfoNCE-Rand", adv, None, "rival", (("hardness_strategy", "random"),)),
-        Cell("lightgcn", "AdvInfoNCE-Reverse", adv, None, "rival",
+        infonce,
+        Cell("lightgcn", "InfoNCE-Rand", adv.flagfile, None, "rival",
+             (("hardness_strategy", "random"),)),
+        Cell("lightgcn", "AdvInfoNCE-Reverse", adv.flagfile, None, "rival",
              (("hardness_strategy", "reverse"),)),
-        Cell("lightgcn", "AdvInfoNCE", adv, paper.get(("lightgcn", "advinfonce")), "ours"),
+        adv,
     ]  # fmt: skip
 
 
@@ -90,29 +105,19 @@ _COAT_VALIDATED_ADVERSARY = Cell(
 )  # fmt: skip
 
 
-def _infonce_vs_adv(dataset: str, paper: dict) -> list[Cell]:
-    """LightGCN InfoNCE against AdvInfoNCE only (the larger datasets)."""
-    stem = f"experiments/configs/{dataset}_lightgcn"
-    return [
-        Cell("lightgcn", "InfoNCE", f"{stem}_infonce.flags", paper.get("infonce"), "infonce"),
-        Cell("lightgcn", "AdvInfoNCE", f"{stem}_advinfonce.flags", paper.get("advinfonce"), "ours"),
-    ]
-
+_COAT_CELLS = [*_losses_table("coat", _COAT_PAPER), _COAT_VALIDATED_ADVERSARY]
 
 TABLES: dict[str, list[Cell]] = {
-    "coat": [*_losses_table("coat", _COAT_PAPER), _COAT_VALIDATED_ADVERSARY],
+    "coat": _COAT_CELLS,
     "yahoo": _losses_table("yahoo", _YAHOO_PAPER),
     # The paper's early stopping (patience 20, SPEC §4) instead of the public code's 10.
     "coat_patience20": [
-        c._replace(overrides=(*c.overrides, ("patience", 20)))
-        for c in (*_losses_table("coat", _COAT_PAPER), _COAT_VALIDATED_ADVERSARY)
+        c._replace(overrides=(*c.overrides, ("patience", 20))) for c in _COAT_CELLS
     ],
     "coat_hardness": _hardness_table("coat", _COAT_PAPER),
     "yahoo_hardness": _hardness_table("yahoo", _YAHOO_PAPER),
     # kuairec2's train split is rebuilt from public sources (results/kuairec.notes.md).
-    "kuairec": _infonce_vs_adv(
-        "kuairec", {"infonce": (0.1800, 0.4529), "advinfonce": (0.1979, 0.4697)}
-    ),
+    "kuairec": _infonce_vs_adv("kuairec", _KUAIREC_PAPER),
     # Not in the paper: a popularity-OOD split with distinct test_id and test_ood.
     "yelp2018": _infonce_vs_adv("yelp2018", {}),
 }
