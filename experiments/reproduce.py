@@ -73,10 +73,11 @@ def _cell_run(cell: Cell, seed: int, runs: str) -> tuple[TrainConfig, str]:
 
 def run_cell(cell: Cell, seed: int, runs: str) -> dict:
     """Trains (or re-reports) one cell at one seed; returns its results."""
+    done = finished_run(cell, seed, runs)
+    if done is not None:
+        return done
     cfg, workdir = _cell_run(cell, seed, runs)
-    results = finished_results(workdir, cfg)
-    if results is None:
-        results = train_and_evaluate(cfg, workdir, log=lambda line: None)
+    results = train_and_evaluate(cfg, workdir, log=lambda line: None)
     return {**results, "epochs_s": epochs_seconds(workdir)}
 
 
