@@ -9,6 +9,11 @@ per cell the mean ± std over seeds of test Recall@20, NDCG@20 and HR@20, the pa
 numbers, the improvement over InfoNCE of the same backbone, and paired t-tests over
 seeds of AdvInfoNCE against InfoNCE and against the strongest rival. A hand-written
 results/TABLE.notes.md (the findings behind shortfalls) is appended under the table.
+
+Each run's validation lines are printed as it trains. --shard=I/N splits the runs
+between N processes (two per GPU, or one per GPU of a host): process I trains the runs
+whose index is I modulo N and counts the others that have finished, so the shard that
+finishes last writes the complete table (or run --report_only afterwards).
 """
 
 from __future__ import annotations
@@ -39,6 +44,12 @@ flags.DEFINE_bool(
     False,
     "Train nothing: tabulate the finished runs (e.g. copied from a GPU host); cells and "
     "seeds not yet run are shown as such.",
+)
+flags.DEFINE_string(
+    "shard",
+    "0/1",
+    "I/N: train only every N-th run, starting at run I (0-based); the others are "
+    "tabulated if finished. Run N processes with I = 0..N-1 to share one sweep.",
 )
 FLAGS = flags.FLAGS
 
@@ -71,13 +82,38 @@ def _cell_run(cell: Cell, seed: int, runs: str) -> tuple[TrainConfig, str]:
     return cfg, os.path.join(runs, cell.name, f"seed{seed}")
 
 
-def run_cell(cell: Cell, seed: int, runs: str) -> dict:
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N) with 0 <= I < N."""
+    index, _, count = text.partition("/")
+    try:
+        index, count = int(index), int(count)
+    except ValueError:
+        raise ConfigError(f"--shard must be I/N, e.g. 0/2; got {text!r}") from None
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard I/N needs 0 <= I < N; got {text!r}")
+    return index, count
+
+
+def sweep(cells: list[Cell], seeds: int, shard: tuple[int, int]) -> list[tuple[Cell, int, bool]]:
+    """Every (cell, seed) of the table, cell by cell, with whether this shard trains it."""
+    index, count = shard
+    pairs = [(cell, seed) for cell in cells for seed in range(1, seeds + 1)]
+    return [(cell, seed, k % count == index) for k, (cell, seed) in enumerate(pairs)]
+
+
+def is_progress_line(line: str) -> bool:
+    """Whether a training log line is worth printing in a sweep: validations, early
+    stops and resumptions (not every epoch)."""
+    return " | valid " in line or line.startswith(("early stop", "resumed"))
+
+
+def run_cell(cell: Cell, seed: int, runs: str, log=lambda line: None) -> dict:
     """Trains (or re-reports) one cell at one seed; returns its results."""
     done = finished_run(cell, seed, runs)
     if done is not None:
         return done
     cfg, workdir = _cell_run(cell, seed, runs)
-    results = train_and_evaluate(cfg, workdir, log=lambda line: None)
+    results = train_and_evaluate(cfg, workdir, log=log)
     return {**results, "epochs_s": epochs_seconds(workdir)}
 
 
@@ -313,18 +349,23 @@ def main(argv: list[str]) -> None:
         names = [cell.name for cell in cells]
         if len(set(names)) != len(names):
             raise ConfigError(f"table {FLAGS.table} lists a cell twice")
+        runs = sweep(cells, FLAGS.seeds, parse_shard(FLAGS.shard))
         per_seed = {}
-        total = len(cells) * FLAGS.seeds
-        for index, (cell, seed) in enumerate(
-            (c, s) for c in cells for s in range(1, FLAGS.seeds + 1)
-        ):
+        total = len(runs)
+        for index, (cell, seed, ours) in enumerate(runs):
             tick = time.perf_counter()
-            if FLAGS.report_only:
+            if FLAGS.report_only or not ours:
                 results = finished_run(cell, seed, FLAGS.runs)
                 if results is None:
                     continue
             else:
-                results = run_cell(cell, seed, FLAGS.runs)
+                prefix = f"[{index + 1}/{total}] {cell.backbone} {cell.method} seed {seed}"
+
+                def progress(line: str, prefix=prefix) -> None:
+                    if is_progress_line(line):
+                        print(f"{prefix}: {line}", flush=True)
+
+                results = run_cell(cell, seed, FLAGS.runs, log=progress)
             per_seed.setdefault(cell.name, {})[seed] = results
             split = _test_split(results)
             print(
@@ -346,6 +387,8 @@ def main(argv: list[str]) -> None:
     command = f"python -m experiments.reproduce --table={FLAGS.table} --seeds={FLAGS.seeds}"
     if FLAGS.report_only:
         command += " --report_only"
+    elif FLAGS.shard != "0/1":
+        command += f" --shard={FLAGS.shard}"
     summary["command"] = command
     os.makedirs(FLAGS.results, exist_ok=True)
     base = os.path.join(FLAGS.results, FLAGS.table)

@@ -173,3 +173,34 @@ def test_distinct_test_id_gets_its_own_table():
     # Identical test files (Coat, Yahoo!R3) get no second table.
     same = reproduce.summarize("toy", cells, {"a": {1: _results(0.05, 0.02)}})
     assert "id_mean" not in same["rows"][0]
+
+
+def test_shards_split_the_sweep_once_each():
+    cells = [Cell("mf", m, f"{m}.flags") for m in ("a", "b", "c")]
+    for count in (1, 2, 3, 4):
+        trained = [
+            (cell.name, seed)
+            for index in range(count)
+            for cell, seed, ours in reproduce.sweep(cells, 5, (index, count))
+            if ours
+        ]
+        assert sorted(trained) == sorted((c.name, s) for c in cells for s in range(1, 6))
+    order = [(cell.name, seed) for cell, seed, _ in reproduce.sweep(cells, 2, (1, 2))]
+    assert order == [("a", 1), ("a", 2), ("b", 1), ("b", 2), ("c", 1), ("c", 2)]
+    assert reproduce.parse_shard("1/2") == (1, 2)
+    for bad in ("2/2", "-1/2", "1", "a/b", "0/0"):
+        with pytest.raises(ConfigError, match="--shard"):
+            reproduce.parse_shard(bad)
+
+
+def test_progress_lines_are_the_validations_of_a_real_run():
+    from advjax.data import load_dataset
+    from advjax.train import TrainConfig, train_and_evaluate
+
+    lines = []
+    cfg = TrainConfig(max_epochs=6, eval_every=3, patience=1)
+    train_and_evaluate(cfg, None, data=load_dataset("coat"), log=lines.append)
+    shown = [line for line in lines if reproduce.is_progress_line(line)]
+    assert [line[:10] for line in shown if line.startswith("epoch")] == ["epoch    3", "epoch    6"]
+    assert len(shown) in (2, 3)  # plus "early stop" when epoch 6 did not improve
+    assert all("valid recall@20" in line for line in shown if line.startswith("epoch"))
