@@ -101,12 +101,6 @@ def sweep(cells: list[Cell], seeds: int, shard: tuple[int, int]) -> list[tuple[C
     return [(cell, seed, k % count == index) for k, (cell, seed) in enumerate(pairs)]
 
 
-def is_progress_line(line: str) -> bool:
-    """Whether a training log line is worth printing in a sweep: validations, early
-    stops and resumptions (not every epoch)."""
-    return " | valid " in line or line.startswith(("early stop", "resumed"))
-
-
 def run_cell(cell: Cell, seed: int, runs: str, log=lambda line: None) -> dict:
     """Trains (or re-reports) one cell at one seed; returns its results."""
     done = finished_run(cell, seed, runs)
@@ -362,7 +356,7 @@ def main(argv: list[str]) -> None:
                 prefix = f"[{index + 1}/{total}] {cell.backbone} {cell.method} seed {seed}"
 
                 def progress(line: str, prefix=prefix) -> None:
-                    if is_progress_line(line):
+                    if run.is_progress_line(line):
                         print(f"{prefix}: {line}", flush=True)
 
                 results = run_cell(cell, seed, FLAGS.runs, log=progress)

@@ -104,6 +104,13 @@ def default_workdir(cfg: TrainConfig) -> str:
     return os.path.join("runs", f"{name}-{backbone}-{loss}")
 
 
+def is_progress_line(line: str) -> bool:
+    """Whether a training log line is worth printing when many runs share one output
+    (experiments.search, experiments.reproduce): validations, early stops and
+    resumptions, not every epoch."""
+    return " | valid " in line or line.startswith(("early stop", "resumed"))
+
+
 def use_compilation_cache(path: str) -> None:
     """Persistent XLA compilation cache in `path` (empty: none)."""
     if path:

@@ -91,7 +91,13 @@ def search(base: TrainConfig, points: list[dict], out: str, log=print) -> dict:
             continue
         cfg = dataclasses.replace(base, **point)
         tick = time.perf_counter()
-        results = train_and_evaluate(cfg, None, data=data, log=lambda line: None)
+        prefix = f"[{index + 1}/{len(points)}] {point}"
+
+        def progress(line: str, prefix=prefix) -> None:
+            if run.is_progress_line(line):
+                log(f"{prefix}: {line}")
+
+        results = train_and_evaluate(cfg, None, data=data, log=progress)
         entry = {
             "point": point,
             "seconds": round(time.perf_counter() - tick, 1),

@@ -9,7 +9,7 @@ import pytest
 import scipy.stats
 
 from advjax.errors import ConfigError
-from experiments import reproduce
+from experiments import reproduce, run
 from experiments.tables import TABLES, Cell
 
 
@@ -200,7 +200,7 @@ def test_progress_lines_are_the_validations_of_a_real_run():
     lines = []
     cfg = TrainConfig(max_epochs=6, eval_every=3, patience=1)
     train_and_evaluate(cfg, None, data=load_dataset("coat"), log=lines.append)
-    shown = [line for line in lines if reproduce.is_progress_line(line)]
+    shown = [line for line in lines if run.is_progress_line(line)]
     assert [line[:10] for line in shown if line.startswith("epoch")] == ["epoch    3", "epoch    6"]
     assert len(shown) in (2, 3)  # plus "early stop" when epoch 6 did not improve
     assert all("valid recall@20" in line for line in shown if line.startswith("epoch"))

@@ -30,14 +30,19 @@ def test_search_picks_by_valid_and_resumes(tmp_path):
     lines = []
     points = search.parse_grid("tau=0.2,0.75")
     record = search.search(base, points, out, log=lines.append)
-    assert len(record["points"]) == 2 and len(lines) == 2
+    finished = [line for line in lines if " | " not in line]  # one per point
+    assert len(record["points"]) == 2 and len(finished) == 2
+    # Each point's validations are shown as it trains (epochs 2 and 4 of 4).
+    assert sum(line.startswith("[1/2] {'tau': 0.2}: epoch") for line in lines) == 2
     valid = [p["valid"]["recall@20"] for p in record["points"]]
     assert record["best"]["valid"]["recall@20"] == max(valid)
     assert {"test_id", "test_ood", "best_epoch"} <= set(record["best"])
     # A second call with one more point runs only that one.
     lines.clear()
     record = search.search(base, search.parse_grid("tau=0.2,0.75,0.5"), out, log=lines.append)
-    assert len(lines) == 1 and "0.5" in lines[0] and len(record["points"]) == 3
+    finished = [line for line in lines if " | " not in line]
+    assert len(finished) == 1 and "0.5" in finished[0] and len(record["points"]) == 3
+    assert all("0.5" in line for line in lines)  # nothing else trained
     with pytest.raises(ConfigError, match="another base"):
         search.search(TrainConfig(loss="ccl"), points, out)
 
