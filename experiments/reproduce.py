@@ -348,23 +348,19 @@ def main(argv: list[str]) -> None:
         total = len(runs)
         for index, (cell, seed, ours) in enumerate(runs):
             tick = time.perf_counter()
+            label = f"[{index + 1}/{total}] {cell.backbone} {cell.method} seed {seed}"
             if FLAGS.report_only or not ours:
                 results = finished_run(cell, seed, FLAGS.runs)
                 if results is None:
                     continue
             else:
-                prefix = f"[{index + 1}/{total}] {cell.backbone} {cell.method} seed {seed}"
-
-                def progress(line: str, prefix=prefix) -> None:
-                    if run.is_progress_line(line):
-                        print(f"{prefix}: {line}", flush=True)
-
+                progress = run.progress_log(label, lambda text: print(text, flush=True))
                 results = run_cell(cell, seed, FLAGS.runs, log=progress)
             per_seed.setdefault(cell.name, {})[seed] = results
             split = _test_split(results)
             print(
-                f"[{index + 1}/{total}] {cell.backbone} {cell.method} seed {seed}: "
-                f"R@20 {results[split]['recall@20']:.4f} ({time.perf_counter() - tick:.0f} s)",
+                f"{label}: R@20 {results[split]['recall@20']:.4f} "
+                f"({time.perf_counter() - tick:.0f} s)",
                 flush=True,
             )
         summary = summarize(FLAGS.table, cells, per_seed)

@@ -111,6 +111,17 @@ def is_progress_line(line: str) -> bool:
     return " | valid " in line or line.startswith(("early stop", "resumed"))
 
 
+def progress_log(prefix: str, out=print):
+    """A train_and_evaluate log that passes only the progress lines on to `out`, each
+    after `prefix` (the run's name in a sweep)."""
+
+    def log(line: str) -> None:
+        if is_progress_line(line):
+            out(f"{prefix}: {line}")
+
+    return log
+
+
 def use_compilation_cache(path: str) -> None:
     """Persistent XLA compilation cache in `path` (empty: none)."""
     if path:

@@ -91,12 +91,7 @@ def search(base: TrainConfig, points: list[dict], out: str, log=print) -> dict:
             continue
         cfg = dataclasses.replace(base, **point)
         tick = time.perf_counter()
-        prefix = f"[{index + 1}/{len(points)}] {point}"
-
-        def progress(line: str, prefix=prefix) -> None:
-            if run.is_progress_line(line):
-                log(f"{prefix}: {line}")
-
+        progress = run.progress_log(f"[{index + 1}/{len(points)}] {point}", log)
         results = train_and_evaluate(cfg, None, data=data, log=progress)
         entry = {
             "point": point,
