@@ -232,7 +232,71 @@ def _best_seconds_in_place(fn, x: jax.Array, repeats: int) -> float:
     return best
 
 
-def measure_rates(*, repeats: int = 5, gemm_size: int = 1024, dim: int = 64) -> dict:
+def _gemm_seconds(n: int, *, repeats: int) -> float:
+    """Best seconds of a jitted float32 [n, n] @ [n, n]."""
+    a = jnp.ones((n, n), jnp.float32)
+    b = jnp.full((n, n), 0.5, jnp.float32)
+    return _best_seconds(jax.jit(jnp.matmul), a, b, repeats=repeats)
+
+
+_add_one = jax.jit(lambda x: x + 1.0, donate_argnums=0)
+_total_sum = jax.jit(jnp.sum)
+
+
+def _sum_seconds(n_bytes: int, *, repeats: int) -> float:
+    """Best seconds of a jitted sum over n_bytes of float32 (one read pass)."""
+    x = jnp.ones((n_bytes // WORD,), jnp.float32)
+    return _best_seconds(_total_sum, x, repeats=repeats)
+
+
+def _copy_seconds(n_bytes: int, *, repeats: int) -> float:
+    """Best seconds of x + 1 in place over n_bytes of float32 (a read and a write pass)."""
+    x = jnp.ones((n_bytes // WORD,), jnp.float32)
+    return _best_seconds_in_place(_add_one, x, repeats=repeats)
+
+
+_take_rows = jax.jit(lambda table, ids: table[ids])
+
+
+def _xla_gather_seconds(table: jax.Array, rng, n_out: int, *, repeats: int) -> float:
+    """Best seconds of a jitted table[ids] of n_out random rows."""
+    ids = jnp.asarray(rng.integers(0, table.shape[0], n_out).astype(np.int32))
+    return _best_seconds(_take_rows, table, ids, repeats=repeats)
+
+
+def _numpy_gather_seconds(table: np.ndarray, rng, n_out: int, *, repeats: int) -> float:
+    """Best seconds of np.take of n_out random rows into a preallocated buffer."""
+    ids = rng.integers(0, table.shape[0], n_out).astype(np.int32)
+    out = np.empty((n_out, table.shape[1]), np.float32)
+    return _best_seconds(functools.partial(np.take, axis=0, out=out), table, ids, repeats=repeats)
+
+
+def grow_until(measure, size: int, *, max_size: int, min_seconds: float) -> tuple[int, float]:
+    """Doubles size from its start while measure(size) takes under min_seconds.
+
+    A probe that finishes in microseconds (a 1024 GEMM or 128 MB of streaming on a GPU)
+    times the launch, not the work, and under-reads the rate; doubling until the probe
+    lasts min_seconds, or reaches max_size, fits it to whatever device runs it.
+
+    Args:
+      measure: size -> best seconds of the probe at that size.
+      size: the first size tried.
+      max_size: no size above this is tried.
+      min_seconds: the probe time that ends the growth.
+
+    Returns:
+      (the last size measured, its seconds).
+    """
+    seconds = measure(size)
+    while seconds < min_seconds and 2 * size <= max_size:
+        size *= 2
+        seconds = measure(size)
+    return size, seconds
+
+
+def measure_rates(
+    *, repeats: int = 5, gemm_size: int = 1024, dim: int = 64, min_seconds: float = 2e-3
+) -> dict:
     """The machine's GEMM rate, streaming and random-row-gather bandwidths, best of repeats.
 
     GEMM: a jitted float32 [n, n] @ [n, n], 2 n^3 FLOPs. Streaming: a jitted x + 1 on
@@ -242,41 +306,43 @@ def measure_rates(*, repeats: int = 5, gemm_size: int = 1024, dim: int = 64) -> 
     (jitted table[ids]) and by NumPy (np.take into a preallocated buffer): XLA's CPU
     gather is the slower of the two, and the floor is the machine's, not XLA's.
 
+    The GEMM, the memory-sized streams and the XLA gathers' row count grow by doubling
+    (grow_until) while a probe lasts under min_seconds: on a CPU the sizes above already
+    take milliseconds; on a GPU they would time kernel launches. The GEMM's and the
+    streams' names carry the size they ended at.
+
     Returns:
       {"gemm_gflop_s", "stream_gb_s", "gather_gb_s": the best measured of each kind,
        "measured": every measurement by name}.
     """
     measured = {}
-    n = gemm_size
-    a = jnp.ones((n, n), jnp.float32)
-    b = jnp.full((n, n), 0.5, jnp.float32)
-    seconds = _best_seconds(jax.jit(jnp.matmul), a, b, repeats=repeats)
+    grow = functools.partial(grow_until, min_seconds=min_seconds)
+    n, seconds = grow(
+        functools.partial(_gemm_seconds, repeats=repeats), gemm_size, max_size=8 * gemm_size
+    )
     measured[f"gemm_{n}_gflop_s"] = 2 * n**3 / seconds / 1e9
-    del a, b
 
-    add_one = jax.jit(lambda x: x + 1.0, donate_argnums=0)
-    total_sum = jax.jit(jnp.sum)
-    for label, n_bytes in (("4mb", 4 << 20), ("128mb", 128 << 20)):
-        x = jnp.ones((n_bytes // WORD,), jnp.float32)
-        seconds = _best_seconds(total_sum, x, repeats=repeats)
-        measured[f"sum_{label}_gb_s"] = n_bytes / seconds / 1e9
-        seconds = _best_seconds_in_place(add_one, x, repeats=repeats)
-        measured[f"copy_{label}_gb_s"] = 2 * n_bytes / seconds / 1e9
+    # (name, seconds of one pass over n bytes, bytes moved per byte of the array)
+    streams = (("sum", _sum_seconds, 1), ("copy", _copy_seconds, 2))
+    for name, measure, passes in streams:
+        measure = functools.partial(measure, repeats=repeats)
+        n_bytes = 4 << 20  # cache-sized: its size is the point, so it does not grow
+        measured[f"{name}_4mb_gb_s"] = passes * n_bytes / measure(n_bytes) / 1e9
+        n_bytes, seconds = grow(measure, 128 << 20, max_size=1 << 30)
+        measured[f"{name}_{n_bytes >> 20}mb_gb_s"] = passes * n_bytes / seconds / 1e9
 
-    gather = jax.jit(lambda table, ids: table[ids])
-    n_out = 1 << 15  # 8 MB of gathered rows: small enough for the allocator to reuse
-    gathered_bytes = n_out * WORD * (2 * dim + 1)
+    words_per_row = 2 * dim + 1  # id, row read, row written
     rng = np.random.default_rng(0)
-    for label, n_bytes in (("4mb", 4 << 20), ("256mb", 256 << 20)):
-        n_rows = n_bytes // (WORD * dim)
-        table = np.ones((n_rows, dim), np.float32)
-        ids = rng.integers(0, n_rows, n_out).astype(np.int32)
-        seconds = _best_seconds(gather, jnp.asarray(table), jnp.asarray(ids), repeats=repeats)
-        measured[f"gather_xla_{label}_gb_s"] = gathered_bytes / seconds / 1e9
-        out = np.empty((n_out, dim), np.float32)
-        take = functools.partial(np.take, axis=0, out=out)
-        seconds = _best_seconds(take, table, ids, repeats=repeats)
-        measured[f"gather_numpy_{label}_gb_s"] = gathered_bytes / seconds / 1e9
+    for table_bytes in (4 << 20, 256 << 20):
+        table = np.ones((table_bytes // (WORD * dim), dim), np.float32)
+        label = f"{table_bytes >> 20}mb"
+        measure = functools.partial(_xla_gather_seconds, jnp.asarray(table), rng, repeats=repeats)
+        # From 2^15 rows (8 MB gathered): small enough for the allocator to reuse.
+        n_out, seconds = grow(measure, 1 << 15, max_size=1 << 21)
+        measured[f"gather_xla_{label}_gb_s"] = n_out * WORD * words_per_row / seconds / 1e9
+        n_out = 1 << 15
+        seconds = _numpy_gather_seconds(table, rng, n_out, repeats=repeats)
+        measured[f"gather_numpy_{label}_gb_s"] = n_out * WORD * words_per_row / seconds / 1e9
 
     def best(prefixes: tuple[str, ...]) -> float:
         return max(v for k, v in measured.items() if k.startswith(prefixes))

@@ -45,6 +45,27 @@ def test_lightgcn_adv_step_and_floor_by_hand():
     assert floor.floor_seconds(step * 3, compute_bound) == pytest.approx(3 * 2.848)
 
 
+def test_probes_grow_until_they_last_long_enough():
+    # A probe whose time is its size in microseconds: doubling from 64 stops at the first
+    # size taking at least 1 ms (1024), or at the cap when that comes first.
+    tried = []
+
+    def fake_seconds(size):
+        tried.append(size)
+        return size * 1e-6
+
+    assert floor.grow_until(fake_seconds, 64, max_size=1 << 20, min_seconds=1e-3) == (1024, 1024e-6)
+    assert tried == [64, 128, 256, 512, 1024]
+    assert floor.grow_until(fake_seconds, 64, max_size=300, min_seconds=1e-3) == (256, 256e-6)
+    # A probe already long enough is measured once, at its own size.
+    tried.clear()
+    assert floor.grow_until(fake_seconds, 4096, max_size=1 << 20, min_seconds=1e-3) == (
+        4096,
+        4096e-6,
+    )
+    assert tried == [4096]
+
+
 def test_bench_cell_coat_record():
     data = load_dataset("coat")
     record = bench_cell(
