@@ -236,9 +236,10 @@ def _gemm_seconds(n: int, *, repeats: int) -> float:
     """Best seconds of a jitted float32 [n, n] @ [n, n]."""
     a = jnp.ones((n, n), jnp.float32)
     b = jnp.full((n, n), 0.5, jnp.float32)
-    return _best_seconds(jax.jit(jnp.matmul), a, b, repeats=repeats)
+    return _best_seconds(_matmul, a, b, repeats=repeats)
 
 
+_matmul = jax.jit(jnp.matmul)
 _add_one = jax.jit(lambda x: x + 1.0, donate_argnums=0)
 _total_sum = jax.jit(jnp.sum)
 
@@ -332,15 +333,14 @@ def measure_rates(
         measured[f"{name}_{n_bytes >> 20}mb_gb_s"] = passes * n_bytes / seconds / 1e9
 
     words_per_row = 2 * dim + 1  # id, row read, row written
+    n_out = 1 << 15  # 8 MB gathered: small enough for the allocator to reuse
     rng = np.random.default_rng(0)
     for table_bytes in (4 << 20, 256 << 20):
         table = np.ones((table_bytes // (WORD * dim), dim), np.float32)
         label = f"{table_bytes >> 20}mb"
         measure = functools.partial(_xla_gather_seconds, jnp.asarray(table), rng, repeats=repeats)
-        # From 2^15 rows (8 MB gathered): small enough for the allocator to reuse.
-        n_out, seconds = grow(measure, 1 << 15, max_size=1 << 21)
-        measured[f"gather_xla_{label}_gb_s"] = n_out * WORD * words_per_row / seconds / 1e9
-        n_out = 1 << 15
+        grown, seconds = grow(measure, n_out, max_size=1 << 21)
+        measured[f"gather_xla_{label}_gb_s"] = grown * WORD * words_per_row / seconds / 1e9
         seconds = _numpy_gather_seconds(table, rng, n_out, repeats=repeats)
         measured[f"gather_numpy_{label}_gb_s"] = n_out * WORD * words_per_row / seconds / 1e9
 
