@@ -2,8 +2,9 @@
 
 A cell is one flagfile run over seeds. `paper` is the paper's test Recall@20 / NDCG@20
 where SPEC.md states it (None where it does not). `role` marks the cells the
-significance tests compare: "ours" (AdvInfoNCE), "infonce", and "rival" for every other
-baseline, the strongest of which (by mean test Recall@20) is tested too.
+significance tests compare: "ours" (AdvInfoNCE) and each "variant" of it (-mlp, another
+adversary setting) are tested against "infonce" and against the strongest "rival" (by
+mean test Recall@20), "rival" being every other baseline.
 """
 
 from __future__ import annotations
