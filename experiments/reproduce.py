@@ -96,9 +96,13 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def sweep(cells: list[Cell], seeds: int, shard: tuple[int, int]) -> list[tuple[Cell, int, bool]]:
-    """Every (cell, seed) of the table, cell by cell, with whether this shard trains it."""
+    """Every (cell, seed) of the table, seed by seed, with whether this shard trains it.
+
+    Seed-major, so that a sweep stopped part way has whole seeds of every cell, which
+    the paired tests can use, rather than all seeds of the first cells only.
+    """
     index, count = shard
-    pairs = [(cell, seed) for cell in cells for seed in range(1, seeds + 1)]
+    pairs = [(cell, seed) for seed in range(1, seeds + 1) for cell in cells]
     return [(cell, seed, k % count == index) for k, (cell, seed) in enumerate(pairs)]
 
 
