@@ -12,9 +12,9 @@ the strongest rival. A hand-written results/TABLE.notes.md (the findings behind
 shortfalls) is appended under the table.
 
 Each run's validation lines are printed as it trains. --shard=I/N splits the runs
-between N processes (one per GPU of a host): process I trains the runs
-whose index is I modulo N and counts the others that have finished, so the shard that
-finishes last writes the complete table (or run --report_only afterwards).
+between N processes (one per GPU of a host): process I trains the runs whose index is
+I modulo N and counts the others that have finished, so the shard that finishes last
+writes the complete table (or run --report_only afterwards).
 """
 
 from __future__ import annotations
