@@ -44,7 +44,8 @@ flags.DEFINE_bool(
     "report_only",
     False,
     "Train nothing: tabulate the finished runs (e.g. copied from a GPU host); cells and "
-    "seeds not yet run are shown as such.",
+    "seeds not yet run are shown as such. With no finished run at all it stops and "
+    "writes nothing.",
 )
 flags.DEFINE_string(
     "shard",
@@ -117,9 +118,7 @@ def run_cell(cell: Cell, seed: int, runs: str, log=lambda line: None) -> dict:
 
 
 def finished_run(cell: Cell, seed: int, runs: str) -> dict | None:
-    """One cell's finished run at one seed (None if its flagfile or run is missing)."""
-    if not os.path.exists(cell.flagfile):
-        return None
+    """One cell's finished run at one seed (None if it has not finished)."""
     cfg, workdir = _cell_run(cell, seed, runs)
     results = finished_results(workdir, cfg)
     if results is None:
@@ -363,8 +362,10 @@ def main(argv: list[str]) -> None:
             raise ConfigError(f"--seeds must be >= 1, got {FLAGS.seeds}")
         cells = TABLES[FLAGS.table]
         for cell in cells:
-            if not os.path.exists(cell.flagfile) and not FLAGS.report_only:
-                raise ConfigError(f"{cell.flagfile}: no such flagfile")
+            if not os.path.exists(cell.flagfile):
+                raise ConfigError(
+                    f"{cell.flagfile}: no such flagfile (run from the repository root)"
+                )
         names = [cell.name for cell in cells]
         if len(set(names)) != len(names):
             raise ConfigError(f"table {FLAGS.table} lists a cell twice")
@@ -387,6 +388,11 @@ def main(argv: list[str]) -> None:
                 f"{label}: R@20 {results[split]['recall@20']:.4f} "
                 f"({time.perf_counter() - tick:.0f} s)",
                 flush=True,
+            )
+        if FLAGS.report_only and not per_seed:
+            # A wrong --runs must not overwrite a published table with empty rows.
+            raise ConfigError(
+                f"{FLAGS.runs}: no finished run of table {FLAGS.table}; nothing written"
             )
         summary = summarize(FLAGS.table, cells, per_seed)
     except (AdvjaxError, OSError) as err:

@@ -126,6 +126,31 @@ def test_cli_rejects_an_unknown_table():
     assert proc.stderr.strip().startswith("error: --table must be one of coat, yahoo, ")
 
 
+def test_cli_refuses_to_write_an_empty_table_or_run_outside_the_repo(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.test_run_cli import REPO
+
+    def reproduce_cli(*args, cwd=REPO):
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        return subprocess.run(
+            [sys.executable, "-m", "experiments.reproduce", "--table=coat", *args],
+            cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    empty, results = tmp_path / "no_runs", tmp_path / "results"
+    proc = reproduce_cli("--report_only", f"--runs={empty}", f"--results={results}")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"error: {empty}: no finished run of table coat; nothing written"
+    )
+    assert not results.exists()
+    proc = reproduce_cli("--report_only", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().endswith("no such flagfile (run from the repository root)")
+
+
 def test_epochs_seconds_sums_the_epoch_lines(tmp_path):
     lines = [{"epoch": 1, "epoch_s": 1.5}, {"epoch": 2, "epoch_s": 2.0}, {"final": True}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
