@@ -112,41 +112,37 @@ def test_every_advinfonce_variant_gets_both_paired_tests():
     ]
 
 
-def test_cli_rejects_an_unknown_table():
+def _reproduce_cli(*args, cwd=None):
+    """Runs `python -m experiments.reproduce ARGS` in `cwd` (the repository by default)."""
     import subprocess
     import sys
 
     from tests.test_run_cli import REPO
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.reproduce", "--table=tencent"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.reproduce", *args],
+        cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+
+
+def test_cli_rejects_an_unknown_table():
+    proc = _reproduce_cli("--table=tencent")
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error: --table must be one of coat, yahoo, ")
 
 
 def test_cli_refuses_to_write_an_empty_table_or_run_outside_the_repo(tmp_path):
-    import subprocess
-    import sys
-
-    from tests.test_run_cli import REPO
-
-    def reproduce_cli(*args, cwd=REPO):
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        return subprocess.run(
-            [sys.executable, "-m", "experiments.reproduce", "--table=coat", *args],
-            cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-
     empty, results = tmp_path / "no_runs", tmp_path / "results"
-    proc = reproduce_cli("--report_only", f"--runs={empty}", f"--results={results}")
+    proc = _reproduce_cli(
+        "--table=coat", "--report_only", f"--runs={empty}", f"--results={results}"
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
         f"error: {empty}: no finished run of table coat; nothing written"
     )
     assert not results.exists()
-    proc = reproduce_cli("--report_only", cwd=tmp_path)
+    proc = _reproduce_cli("--table=coat", "--report_only", cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.strip().endswith("no such flagfile (run from the repository root)")
 
