@@ -50,11 +50,21 @@ def print_flushed(line: str) -> None:
 
 
 def _eta(epoch_times: list[float], remaining: int) -> str:
-    """Upper bound of the time left (early stopping may end sooner), as 1h02m or 3m05s."""
+    """Time for `remaining` more epochs at the recent pace, as 1h02m or 3m05s."""
     recent = epoch_times[-20:]
     seconds = int(remaining * sum(recent) / len(recent))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def early_stop_epoch(epochs_done: int, stale: int, *, patience: int, eval_every: int) -> int:
+    """The epoch whose validation stops the run if none from now on beats the best.
+
+    `stale` counts the validations up to `epochs_done` that did not beat the best; the
+    run stops at the validation that brings it to `patience`.
+    """
+    next_eval = epochs_done - epochs_done % eval_every + eval_every
+    return next_eval + (patience - stale - 1) * eval_every
 
 
 def results_table(results: dict[str, dict[str, float]]) -> str:
@@ -209,7 +219,18 @@ def train_and_evaluate(
             scalars.write(epoch + 1, record)
         epoch_times.append(time.perf_counter() - tick)
         if len(epoch_times) > 1:  # the first epoch's time is mostly compilation
-            line += f" | eta <= {_eta(epoch_times[1:], cfg.max_epochs - epoch - 1)}"
+            times, left = epoch_times[1:], cfg.max_epochs - epoch - 1
+            if has_valid:
+                stop = min(
+                    cfg.max_epochs,
+                    early_stop_epoch(
+                        epoch + 1, loop.stale, patience=cfg.patience, eval_every=cfg.eval_every
+                    ),
+                )
+                line += f" | eta {_eta(times, stop - epoch - 1)} if valid stops improving"
+                line += f" (epoch {stop}), <= {_eta(times, left)}"
+            else:
+                line += f" | eta {_eta(times, left)}"
         log(line)
         if has_valid and loop.stale >= cfg.patience:
             log(f"early stop: {cfg.patience} validations without a better {EARLY_STOP_METRIC}")

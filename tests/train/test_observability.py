@@ -50,9 +50,10 @@ def test_scalars_as_json_lines_and_tensorboard_events(coat, tmp_path):
     assert sorted(tb["loss"]) == list(range(1, 11))
     np.testing.assert_allclose(tb["loss"][7], per_epoch[6]["loss"], rtol=1e-6)
     assert sorted(tb["valid/recall_20"]) == [5, 10]
-    # Progress lines carry throughput and an ETA bound.
+    # Progress lines carry throughput, the time to patience's stop and the ETA bound.
     progress = [x for x in lines if x.startswith("epoch ")]
-    assert all("/s |" in x for x in progress) and all("eta <= " in x for x in progress[1:])
+    assert all("/s |" in x for x in progress)
+    assert all(" if valid stops improving (epoch 10), <= " in x for x in progress[1:])
 
 
 def test_non_finite_loss_stops_and_keeps_only_finite_checkpoints(coat, tmp_path):
