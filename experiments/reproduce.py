@@ -284,6 +284,15 @@ def _devices_text(rows: list[dict]) -> str:
     return "; ".join(f"{device}: {', '.join(names)}" for device, names in cells.items())
 
 
+def mean_std_text(mean: float, std: float) -> str:
+    """"0.2633 ± 0.0153": 4 decimals; more where the std is under 0.0005, so that it keeps
+    2 significant digits (yelp2018's OOD recall, 0.0095 ± 0.00003, would read ± 0.0000)."""
+    decimals = 4
+    if 0 < std < 5e-4:
+        decimals = min(8, 1 - int(np.floor(np.log10(std))))
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
 def to_markdown(summary: dict, command: str) -> str:
     """The table as markdown: one row per cell, then the significance tests."""
     lines = [
@@ -306,7 +315,7 @@ def to_markdown(summary: dict, command: str) -> str:
     for row in summary["rows"]:
         seeds = f"{row['seeds']} of {wanted}" if wanted and row["seeds"] < wanted else row["seeds"]
         if row["seeds"]:
-            cols = [f"{row['mean'][m]:.4f} ± {row['std'][m]:.4f}" for m in METRICS]
+            cols = [mean_std_text(row["mean"][m], row["std"][m]) for m in METRICS]
         else:
             cols = ["not run", "", ""]
         paper = f"{row['paper'][0]:.4f} / {row['paper'][1]:.4f}" if row["paper"] else ""
@@ -326,7 +335,7 @@ def to_markdown(summary: dict, command: str) -> str:
             "|---|---|---|---|---|---|",
         ]
         for row in with_id:
-            cols = [f"{row['id_mean'][m]:.4f} ± {row['id_std'][m]:.4f}" for m in METRICS]
+            cols = [mean_std_text(row["id_mean"][m], row["id_std"][m]) for m in METRICS]
             lines.append(
                 f"| {row['backbone']} | {row['method']} | {row['seeds']} | {' | '.join(cols)} |"
             )

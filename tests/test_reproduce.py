@@ -75,6 +75,20 @@ def test_summary_means_improvements_and_paired_tests():
     assert "vs infonce (InfoNCE, 3 paired seeds): Recall@20 p = " in text
 
 
+@pytest.mark.parametrize(
+    "mean, std, text",
+    [
+        (0.26333, 0.01531, "0.2633 ± 0.0153"),
+        (0.2633, 0.0, "0.2633 ± 0.0000"),  # one seed
+        (0.0094993, 2.7318e-05, "0.009499 ± 0.000027"),
+        (0.10042, 0.00049, "0.10042 ± 0.00049"),
+        (0.1, 0.0005, "0.1000 ± 0.0005"),
+    ],
+)
+def test_mean_std_keeps_two_digits_of_a_small_std(mean, std, text):
+    assert reproduce.mean_std_text(mean, std) == text
+
+
 def test_every_advinfonce_variant_gets_both_paired_tests():
     cells = [
         Cell("lightgcn", "InfoNCE", "a.flags", None, "infonce"),
