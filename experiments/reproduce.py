@@ -285,8 +285,9 @@ def _devices_text(rows: list[dict]) -> str:
 
 
 def mean_std_text(mean: float, std: float) -> str:
-    """"0.2633 ± 0.0153": 4 decimals; more where the std is under 0.0005, so that it keeps
-    2 significant digits (yelp2018's OOD recall, 0.0095 ± 0.00003, would read ± 0.0000)."""
+    """Mean ± std as "0.2633 ± 0.0153": 4 decimals; more where the std is under 0.0005, so
+    that it keeps 2 significant digits (yelp2018's OOD recall, 0.0095 ± 0.00003, would
+    otherwise read ± 0.0000)."""
     decimals = 4
     if 0 < std < 5e-4:
         decimals = min(8, 1 - int(np.floor(np.log10(std))))
