@@ -5,7 +5,11 @@ Sparse-product paths, tested equal (tests/models/test_propagation.py):
   "segment_sum": gather the source rows, scale, jax.ops.segment_sum by target row;
   "host_csr": all layers by SciPy's CSR product on the host in one jax.pure_callback
     (CPU only: XLA's CPU scatter is the bottleneck of the other two). The layer mean is
-    a polynomial in the symmetric A, so its custom VJP applies it to the cotangent.
+    a polynomial in the symmetric A, so its custom VJP applies it to the cotangent;
+  "csr": jax.experimental.sparse CSR products on the device, with the same symmetric
+    VJP. On CUDA they lower to cuSPARSE SpMM (BCOO lowers to XLA gathers and
+    scatter-adds unless jax_bcoo_cusparse_lowering is set, and its autodiff transpose
+    scatters into unsorted rows); elsewhere to the same XLA scatter as BCOO.
 "auto" picks per platform from DEFAULT_METHOD, which records what
 benchmarks/propagation.py measured (see WORKSPACE.md).
 
@@ -28,7 +32,7 @@ from jax.experimental import sparse
 
 from advjax.data.graph import Graph
 
-METHODS = ("bcoo", "segment_sum", "host_csr")
+METHODS = ("bcoo", "segment_sum", "host_csr", "csr")
 
 # Faster path per jax.default_backend(), by benchmarks/propagation.py (WORKSPACE.md).
 DEFAULT_METHOD = {"cpu": "host_csr", "gpu": "bcoo"}
@@ -267,12 +271,15 @@ def spmm(graph: Graph, x: jax.Array, method: str) -> jax.Array:
     Args:
       graph: normalised adjacency over N nodes.
       x: [N, d] node features.
-      method: "bcoo" or "segment_sum".
+      method: "bcoo", "segment_sum" or "csr".
 
     Returns:
       [N, d].
     """
     n = x.shape[0]
+    if method == "csr":
+        adj = sparse.CSR((graph.weights, graph.cols, graph.indptr), shape=(n, n))
+        return adj @ x
     if method == "bcoo":
         indices = jnp.stack([graph.rows, graph.cols], axis=1)
         adj = sparse.BCOO(
@@ -302,11 +309,35 @@ def propagate(x: jax.Array, graph: Graph, n_layers: int, method: str = "auto") -
     method = resolve_method(method)
     if method == "host_csr":
         return _host_csr_propagate(graph, x, n_layers)
+    if method == "csr":
+        return _csr_propagate(graph, x, n_layers)
+    return _layer_mean(graph, x, n_layers, method)
+
+
+def _layer_mean(graph: Graph, x: jax.Array, n_layers: int, method: str) -> jax.Array:
     total, layer = x, x
     for _ in range(n_layers):
         layer = spmm(graph, layer, method)
         total = total + layer
     return total / (n_layers + 1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _csr_propagate(graph: Graph, x: jax.Array, n_layers: int) -> jax.Array:
+    return _layer_mean(graph, x, n_layers, "csr")
+
+
+def _csr_fwd(graph, x, n_layers):
+    return _csr_propagate(graph, x, n_layers), graph
+
+
+def _csr_bwd(n_layers, graph, cotangent):
+    # As for host_csr: the symmetric operator is its own transpose, so the backward pass
+    # runs the forward's (row-sorted) products instead of transposed ones.
+    return None, _csr_propagate(graph, cotangent, n_layers)
+
+
+_csr_propagate.defvjp(_csr_fwd, _csr_bwd)
 
 
 def propagate_rows(

@@ -15,6 +15,7 @@ from advjax.data import SplitData, load_dataset
 from advjax.errors import NonFiniteError, WorkdirError
 from advjax.evaluation import build_evaluators
 from advjax.logs import ScalarLog
+from advjax.models.propagation import resolve_method
 from advjax.train.checkpoints import LoopState, RunCheckpoints
 from advjax.train.config import TrainConfig
 from advjax.train.schedule import is_adversarial_epoch
@@ -249,7 +250,12 @@ def train_and_evaluate(
         **report,
         "flags": dataclasses.asdict(cfg),
         "timing": {"total_s": elapsed, "epochs": epochs_run},
-        "platform": {"device": jax.devices()[0].device_kind, "jax": jax.__version__},
+        "platform": {
+            "device": jax.devices()[0].device_kind,
+            "jax": jax.__version__,
+            # What "auto" resolved to on this platform (it follows benchmark records).
+            "propagation": resolve_method(cfg.propagation) if cfg.n_layers else None,
+        },
     }
     if scalars:
         flat = {f"{split}/{k}": v for split, metrics in report.items() for k, v in metrics.items()}

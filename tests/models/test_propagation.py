@@ -53,7 +53,7 @@ def test_propagate_matches_float64_reference(method):
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["segment_sum", "host_csr"])
+@pytest.mark.parametrize("method", ["segment_sum", "host_csr", "csr"])
 @pytest.mark.parametrize("name", ["coat", "yahoo.new"])
 def test_fast_paths_equal_bcoo_values_and_gradients(name, method):
     data = load_dataset("coat") if name == "coat" else shared_split(name)
@@ -135,7 +135,7 @@ def test_rows_equal_float64_reference_values_and_gradients(n_layers, use_gram, m
     np.testing.assert_allclose(np.asarray(grads["item"]), expected_grad[n_users:], atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["host_csr", "segment_sum"])
+@pytest.mark.parametrize("method", ["host_csr", "segment_sum", "csr"])
 def test_rows_equal_bcoo_full_propagation_on_yahoo(method):
     data = shared_split("yahoo.new")
     graph = _device_graph(data)
@@ -171,5 +171,5 @@ def test_lightgcn_with_zero_layers_is_mf():
 def test_unknown_method_rejected():
     data = load_dataset("coat")
     x = jnp.zeros((data.n_users + data.n_items, 4))
-    with pytest.raises(ValueError, match="unknown propagation method 'csr'"):
-        propagate(x, _device_graph(data), 1, "csr")
+    with pytest.raises(ValueError, match="unknown propagation method 'coo'"):
+        propagate(x, _device_graph(data), 1, "coo")

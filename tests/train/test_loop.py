@@ -6,7 +6,7 @@ import pytest
 
 from advjax.data import load_dataset
 from advjax.evaluation import build_evaluators
-from advjax.models import init_embeddings
+from advjax.models import init_embeddings, propagation
 from advjax.train import TrainConfig, train_and_evaluate
 
 
@@ -37,6 +37,7 @@ def test_short_coat_run_beats_random_ranking(coat, tmp_path):
     assert set(saved) >= {"best_epoch", "valid", "test_id", "test_ood", "flags", "timing"}
     assert set(saved["test_ood"]) == {"recall@20", "ndcg@20", "hit_ratio@20", "precision@20"}
     assert saved["flags"]["lr"] == 1e-2
+    assert saved["platform"]["propagation"] is None  # MF propagates nothing
     assert sum("adv #" in line for line in lines) == 4  # epochs 7, 12, 17, 22 (1-based 8..)
     assert any(line.startswith("epoch    1 |") and "kl" in line for line in lines)
 
@@ -45,6 +46,8 @@ def test_lightgcn_infonce_run(coat):
     cfg = TrainConfig(n_layers=2, loss="infonce", lr=1e-2, max_epochs=10, eval_every=5)
     results = train_and_evaluate(cfg, None, data=coat, log=lambda line: None)
     assert results["test_ood"]["recall@20"] > 1.5 * _random_recall(coat)
+    # "auto" is recorded as what it resolved to, so a results table can say what ran.
+    assert results["platform"]["propagation"] == propagation.resolve_method("auto")
 
 
 def test_batch_larger_than_train_set_is_a_clear_error(coat):
