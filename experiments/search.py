@@ -96,7 +96,11 @@ def search(base: TrainConfig, points: list[dict], out: str, log=print) -> dict:
         entry = {
             "point": point,
             "seconds": round(time.perf_counter() - tick, 1),
-            **{name: value for name, value in results.items() if name not in ("flags", "timing")},
+            **{
+                name: value
+                for name, value in results.items()
+                if name not in ("flags", "timing", "data")
+            },
         }
         record["points"].append(entry)
         valid = entry.get("valid", {}).get(_SELECT, float("nan"))

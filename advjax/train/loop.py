@@ -249,6 +249,13 @@ def train_and_evaluate(
         "best_epoch": loop.best_epoch,
         **report,
         "flags": dataclasses.asdict(cfg),
+        # What was loaded: flags.dataset keeps its default when data_dir names the data.
+        "data": {
+            "name": data.name,
+            "users": data.n_users,
+            "items": data.n_items,
+            "train_pairs": int(data.train.nnz),
+        },
         "timing": {"total_s": elapsed, "epochs": epochs_run},
         "platform": {
             "device": jax.devices()[0].device_kind,

@@ -38,6 +38,10 @@ def test_short_coat_run_beats_random_ranking(coat, tmp_path):
     assert set(saved["test_ood"]) == {"recall@20", "ndcg@20", "hit_ratio@20", "precision@20"}
     assert saved["flags"]["lr"] == 1e-2
     assert saved["platform"]["propagation"] is None  # MF propagates nothing
+    assert saved["data"] == {
+        "name": "coat", "users": coat.n_users, "items": coat.n_items,
+        "train_pairs": coat.train.nnz,
+    }  # fmt: skip
     assert sum("adv #" in line for line in lines) == 4  # epochs 7, 12, 17, 22 (1-based 8..)
     assert any(line.startswith("epoch    1 |") and "kl" in line for line in lines)
 
