@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.test_util import check_grads
 
 from advjax.data import load_dataset
 from advjax.data.graph import Graph, normalized_graph
@@ -73,6 +74,19 @@ def test_fast_paths_equal_bcoo_values_and_gradients(name, method):
     grad_bcoo = jax.grad(objective)(x, graph, w, "bcoo")
     grad_method = jax.jit(jax.grad(objective), static_argnums=3)(x, graph, w, method)
     np.testing.assert_allclose(np.asarray(grad_bcoo), np.asarray(grad_method), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["host_csr", "csr"])
+def test_custom_vjp_paths_pass_check_grads(method):
+    # Their VJP is the forward operator itself (A is symmetric); finite differences of
+    # the float64 layer mean check that, independently of the BCOO comparison above.
+    data = load_dataset("coat")
+    graph = _device_graph(data)
+    x = np.random.default_rng(3).normal(size=(data.n_users + data.n_items, 4))
+    with jax.enable_x64(True):
+        check_grads(
+            lambda x: propagate(x, graph, 2, method), (jnp.asarray(x),), order=1, modes=("rev",)
+        )
 
 
 def test_item_gram_is_the_item_block_of_a_squared():
