@@ -143,11 +143,13 @@ def finished_results(workdir: str, cfg: TrainConfig) -> dict | None:
 
 
 def trained_on(results: dict) -> str:
-    """Where a run was trained: its results.json's device and jax version."""
+    """Where a run was trained: its results.json's device, jax version and, where
+    recorded, LightGCN's propagation path ("NVIDIA H100 (jax 0.11.2, csr)")."""
     where = results.get("platform")
     if where is None:
         return "cpu (device not recorded)"
-    return f"{where['device']} (jax {where['jax']})"
+    path = f", {where['propagation']}" if where.get("propagation") else ""
+    return f"{where['device']} (jax {where['jax']}{path})"
 
 
 def epochs_seconds(workdir: str) -> float:

@@ -194,6 +194,11 @@ def test_markdown_names_the_devices_of_each_cell():
         "runs trained on cpu (device not recorded): mf InfoNCE; "
         "NVIDIA H200 (jax 0.11.2): mf Adv;" in text
     )
+    # Since results.json records LightGCN's propagation path, the table names it too.
+    platform = {"device": "NVIDIA H100 80GB HBM3", "jax": "0.11.2", "propagation": "csr"}
+    assert reproduce.trained_on({"platform": platform}) == "NVIDIA H100 80GB HBM3 (jax 0.11.2, csr)"
+    mf = {**platform, "propagation": None}
+    assert reproduce.trained_on({"platform": mf}) == "NVIDIA H100 80GB HBM3 (jax 0.11.2)"
 
 
 def test_partial_table_pairs_common_seeds_and_marks_missing_cells():
