@@ -33,6 +33,7 @@ from absl import app, flags, logging
 
 from advjax.errors import AdvjaxError, ConfigError
 from advjax.train import TrainConfig, train_and_evaluate
+from advjax.train.config import config_differences
 from experiments import run
 from experiments.tables import TABLES, Cell
 
@@ -137,7 +138,7 @@ def finished_results(workdir: str, cfg: TrainConfig) -> dict | None:
         return None
     with open(path) as f:
         results = json.load(f)
-    if results.get("flags") != json.loads(json.dumps(dataclasses.asdict(cfg))):
+    if config_differences(results.get("flags", {}), cfg):
         return None
     return results
 

@@ -179,6 +179,12 @@ def test_finished_run_is_read_back_only_with_its_own_config(tmp_path):
     assert reproduce.finished_results(str(tmp_path), cfg) == results
     other = dataclasses.replace(cfg, seed=cfg.seed + 1)
     assert reproduce.finished_results(str(tmp_path), other) is None
+    # A run written before TrainConfig had `propagation` still counts at its default.
+    del results["flags"]["propagation"]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert reproduce.finished_results(str(tmp_path), cfg) == results
+    csr = dataclasses.replace(cfg, propagation="csr")
+    assert reproduce.finished_results(str(tmp_path), csr) is None
     assert reproduce.trained_on(results) == "NVIDIA H200 (jax 0.11.2)"
     assert reproduce.trained_on(_results(0.2, 0.1)) == "cpu (device not recorded)"
 

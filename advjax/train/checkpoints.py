@@ -28,7 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from advjax.errors import ConfigError, WorkdirError
-from advjax.train.config import TrainConfig
+from advjax.train.config import TrainConfig, config_dict, config_differences
 from advjax.train.state import TrainState
 
 # Settings that change nothing a checkpoint holds: a run may resume with other values.
@@ -42,12 +42,6 @@ class LoopState:
     best_score: float = -np.inf
     best_epoch: int = 0
     stale: int = 0
-
-
-def _config_dict(cfg: TrainConfig) -> dict:
-    values = dataclasses.asdict(cfg)
-    values["ks"] = list(values["ks"])
-    return values
 
 
 class _QuietWriters:
@@ -90,6 +84,9 @@ def load_run_config(workdir: str) -> TrainConfig:
         raise WorkdirError(f"{workdir}: no run here (no config.json)") from None
     except (OSError, json.JSONDecodeError) as err:
         raise WorkdirError(f"{path}: unreadable ({err})") from None
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise WorkdirError(f"{path}: settings this version no longer has: {', '.join(unknown)}")
     values["ks"] = tuple(values["ks"])
     return TrainConfig(**values)
 
@@ -151,14 +148,14 @@ class RunCheckpoints:
 
     def _check_config(self, cfg: TrainConfig, restart: bool) -> None:
         path = os.path.join(self.workdir, "config.json")
-        current = _config_dict(cfg)
+        current = config_dict(cfg)
         if os.path.exists(path):
             with open(path) as f:
                 saved = json.load(f)
             changed = {
-                k: (saved.get(k), v)
-                for k, v in current.items()
-                if k not in _RESUMABLE_CHANGES and saved.get(k) != v
+                k: values
+                for k, values in config_differences(saved, cfg).items()
+                if k not in _RESUMABLE_CHANGES
             }
             if changed and not restart:
                 diff = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))

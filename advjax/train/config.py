@@ -24,6 +24,8 @@ class TrainConfig:
 
     Each field's help text sits in its metadata (``_setting``); experiments.run turns
     every field into a flag with that text, so ``--help`` is the field reference.
+    A field added later must default to the behaviour from before it existed: saved
+    configurations without it are read as having its default (``config_differences``).
     """
 
     dataset: str = _setting(
@@ -160,3 +162,27 @@ class TrainConfig:
     def trains_adversary(self) -> bool:
         """Whether a hardness model exists and adversarial epochs run."""
         return self.uses_hardness and self.hardness_strategy in ("adversarial", "reverse")
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    """The configuration as saved in config.json and results.json (ks as a list)."""
+    values = dataclasses.asdict(cfg)
+    values["ks"] = list(values["ks"])
+    return values
+
+
+def config_differences(saved: dict, cfg: TrainConfig) -> dict[str, tuple]:
+    """Fields where a saved configuration differs from cfg: name -> (saved, current).
+
+    A field missing from `saved` was added to TrainConfig after it was written, and
+    reads as its default (which keeps the earlier behaviour). A saved field that
+    TrainConfig no longer has is a difference: what it did is gone.
+    """
+    defaults = config_dict(TrainConfig())
+    current = config_dict(cfg)
+    names = sorted(set(saved) | set(current))
+    return {
+        name: (saved.get(name, defaults.get(name)), current.get(name))
+        for name in names
+        if saved.get(name, defaults.get(name)) != current.get(name)
+    }
