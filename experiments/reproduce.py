@@ -31,7 +31,7 @@ import numpy as np
 import scipy.stats
 from absl import app, flags, logging
 
-from advjax.errors import AdvjaxError, ConfigError
+from advjax.errors import AdvjaxError, ConfigError, WorkdirError
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.config import config_differences
 from experiments import run
@@ -136,8 +136,15 @@ def finished_results(workdir: str, cfg: TrainConfig) -> dict | None:
     path = os.path.join(workdir, "results.json")
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        results = json.load(f)
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        raise WorkdirError(
+            f"{path}: unreadable ({err}); delete it to train this run again"
+        ) from None
+    if not isinstance(results, dict):
+        raise WorkdirError(f"{path}: not a results object; delete it to train this run again")
     if config_differences(results.get("flags", {}), cfg):
         return None
     return results

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from advjax.errors import ConfigError
+from advjax.errors import ConfigError, WorkdirError
 from experiments import reproduce, run
 from experiments.tables import TABLES, Cell
 
@@ -187,6 +187,14 @@ def test_finished_run_is_read_back_only_with_its_own_config(tmp_path):
     assert reproduce.finished_results(str(tmp_path), csr) is None
     assert reproduce.trained_on(results) == "NVIDIA H200 (jax 0.11.2)"
     assert reproduce.trained_on(_results(0.2, 0.1)) == "cpu (device not recorded)"
+
+
+@pytest.mark.parametrize("text", ["{bad", "[1, 2]"])
+def test_unreadable_results_json_is_a_one_line_error_naming_it(tmp_path, text):
+    cfg = reproduce.read_flagfile("experiments/configs/coat_mf_infonce.flags")
+    (tmp_path / "results.json").write_text(text)
+    with pytest.raises(WorkdirError, match=r"results.json: .*delete it to train this run again"):
+        reproduce.finished_results(str(tmp_path), cfg)
 
 
 def test_markdown_names_the_devices_of_each_cell():
