@@ -164,9 +164,13 @@ def epochs_seconds(workdir: str) -> float:
     """The run's training time: its epochs' epoch_s in metrics.jsonl (the first
     invocation's, also when the run is only re-reported now)."""
     total = 0.0
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        for line in f:
-            total += json.loads(line).get("epoch_s", 0.0)
+    path = os.path.join(workdir, "metrics.jsonl")
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            try:
+                total += json.loads(line).get("epoch_s", 0.0)
+            except (json.JSONDecodeError, AttributeError):
+                raise WorkdirError(f"{path}:{number}: not a JSON object") from None
     return total
 
 

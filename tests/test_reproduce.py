@@ -165,6 +165,10 @@ def test_epochs_seconds_sums_the_epoch_lines(tmp_path):
     lines = [{"epoch": 1, "epoch_s": 1.5}, {"epoch": 2, "epoch_s": 2.0}, {"final": True}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     assert reproduce.epochs_seconds(str(tmp_path)) == 3.5
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write("{cut off\n")
+    with pytest.raises(WorkdirError, match=r"metrics.jsonl:4: not a JSON object"):
+        reproduce.epochs_seconds(str(tmp_path))
 
 
 def test_finished_run_is_read_back_only_with_its_own_config(tmp_path):
