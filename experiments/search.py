@@ -26,6 +26,7 @@ from absl import app, flags, logging
 from advjax.data import load_dataset
 from advjax.errors import AdvjaxError, ConfigError
 from advjax.train import TrainConfig, train_and_evaluate
+from advjax.train.config import config_differences
 from experiments import run
 
 flags.DEFINE_string("grid", "", 'Grid over TrainConfig fields: "name=v1,v2;name2=v3,v4".')
@@ -61,14 +62,6 @@ def parse_grid(text: str) -> list[dict]:
     return [dict(point) for point in itertools.product(*axes)]
 
 
-def _same_base(stored: dict, base: TrainConfig) -> bool:
-    """Whether a recorded base equals `base`; settings added to TrainConfig since the
-    record was written count as equal when `base` keeps their defaults."""
-    current = json.loads(json.dumps(dataclasses.asdict(base)))
-    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
-    return all(stored.get(name, defaults[name]) == value for name, value in current.items())
-
-
 def _key(point: dict) -> str:
     return json.dumps(point, sort_keys=True)
 
@@ -77,10 +70,21 @@ def search(base: TrainConfig, points: list[dict], out: str, log=print) -> dict:
     """Runs the points not yet in `out`; returns the record with the winner."""
     record = {"base": dataclasses.asdict(base), "select_by": f"valid/{_SELECT}", "points": []}
     if out and os.path.exists(out):
-        with open(out) as f:
-            record = json.load(f)
-        if not _same_base(record["base"], base):
-            raise ConfigError(f"{out} holds a search of another base configuration")
+        try:
+            with open(out) as f:
+                record = json.load(f)
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{out}: unreadable ({err}); move it aside") from None
+        if not (
+            isinstance(record, dict)
+            and isinstance(record.get("base"), dict)
+            and isinstance(record.get("points"), list)
+        ):
+            raise ConfigError(f"{out}: not a search record (no base and points); move it aside")
+        differences = config_differences(record["base"], base)
+        if differences:
+            diff = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differences.items())
+            raise ConfigError(f"{out} holds a search of another base configuration ({diff})")
     done = {_key(p["point"]) for p in record["points"]}
     data = load_dataset(
         base.dataset, base.data_dir or None, n_users=base.n_users or None,

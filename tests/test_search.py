@@ -43,8 +43,18 @@ def test_search_picks_by_valid_and_resumes(tmp_path):
     finished = [line for line in lines if " | " not in line]
     assert len(finished) == 1 and "0.5" in finished[0] and len(record["points"]) == 3
     assert all("0.5" in line for line in lines)  # nothing else trained
-    with pytest.raises(ConfigError, match="another base"):
+    with pytest.raises(ConfigError, match="another base configuration .*loss: 'infonce' -> 'ccl'"):
         search.search(TrainConfig(loss="ccl"), points, out)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("{cut", "s.json: unreadable"), ('{"points": []}', "s.json: not a search record")],
+)
+def test_damaged_record_is_a_one_line_error(tmp_path, text, message):
+    (tmp_path / "s.json").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        search.search(TrainConfig(), [{"tau": 0.2}], str(tmp_path / "s.json"))
 
 
 def test_cli_prints_flag_lines(tmp_path):

@@ -74,20 +74,31 @@ class _QuietWriters:
         return False
 
 
+def _read_json_object(path: str) -> tuple[dict | None, str]:
+    """A JSON object from `path`, or (None, what is wrong with the file)."""
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        return None, f"unreadable ({err})"
+    if not isinstance(value, dict):
+        return None, "not a JSON object"
+    return value, ""
+
+
 def load_run_config(workdir: str) -> TrainConfig:
     """The TrainConfig saved in a run's workdir (its config.json)."""
     path = os.path.join(workdir, "config.json")
-    try:
-        with open(path) as f:
-            values = json.load(f)
-    except FileNotFoundError:
-        raise WorkdirError(f"{workdir}: no run here (no config.json)") from None
-    except (OSError, json.JSONDecodeError) as err:
-        raise WorkdirError(f"{path}: unreadable ({err})") from None
+    if not os.path.exists(path):
+        raise WorkdirError(f"{workdir}: no run here (no config.json)")
+    values, problem = _read_json_object(path)
+    if problem:
+        raise WorkdirError(f"{path}: {problem}")
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise WorkdirError(f"{path}: settings this version no longer has: {', '.join(unknown)}")
-    values["ks"] = tuple(values["ks"])
+    if "ks" in values:
+        values["ks"] = tuple(values["ks"])
     return TrainConfig(**values)
 
 
@@ -150,9 +161,10 @@ class RunCheckpoints:
         path = os.path.join(self.workdir, "config.json")
         current = config_dict(cfg)
         if os.path.exists(path):
-            with open(path) as f:
-                saved = json.load(f)
-            changed = {
+            saved, problem = _read_json_object(path)
+            if problem and not restart:
+                raise WorkdirError(f"{path}: {problem}; pass --restart to discard this run")
+            changed = saved is None or {
                 k: values
                 for k, values in config_differences(saved, cfg).items()
                 if k not in _RESUMABLE_CHANGES

@@ -67,3 +67,19 @@ def test_load_run_config_fills_new_fields_and_names_removed_ones(tmp_path):
         WorkdirError, match=r"config.json: settings this version no longer has: old_flag"
     ):
         load_run_config(str(tmp_path))
+
+
+@pytest.mark.parametrize("text", ["{cut", "[1, 2]"])
+def test_damaged_config_json_is_refused_unless_restart(tmp_path, text):
+    cfg = TrainConfig(max_epochs=5)
+    (tmp_path / "config.json").write_text(text)
+    (tmp_path / "checkpoints" / "5").mkdir(parents=True)
+    with pytest.raises(WorkdirError, match=r"config.json: .*pass --restart to discard this run"):
+        RunCheckpoints(str(tmp_path), cfg, log=lambda line: None)
+    with pytest.raises(WorkdirError, match=r"config.json: "):
+        load_run_config(str(tmp_path))
+    lines = []
+    RunCheckpoints(str(tmp_path), cfg, restart=True, log=lines.append)
+    assert any("discarding" in line for line in lines)
+    assert not (tmp_path / "checkpoints" / "5").exists()
+    assert load_run_config(str(tmp_path)) == cfg
