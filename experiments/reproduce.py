@@ -437,17 +437,22 @@ def main(argv: list[str]) -> None:
     summary["command"] = command
     os.makedirs(FLAGS.results, exist_ok=True)
     base = os.path.join(FLAGS.results, FLAGS.table)
-    with open(base + ".json", "w") as f:
-        json.dump(summary, f, indent=1)
+    _write_atomically(base + ".json", json.dumps(summary, indent=1))
     text = to_markdown(summary, command)
     # Findings about the table (why a cell falls short) are written by hand beside it
     # and kept under the regenerated table.
     if os.path.exists(base + ".notes.md"):
         with open(base + ".notes.md") as f:
             text += "\n" + f.read()
-    with open(base + ".md", "w") as f:
-        f.write(text)
+    _write_atomically(base + ".md", text)
     print(f"wrote {base}.md and {base}.json")
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """A killed sweep leaves the previous table, not half of a new one."""
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":
