@@ -26,7 +26,7 @@ from absl import app, flags, logging
 from advjax.data import load_dataset
 from advjax.errors import AdvjaxError, ConfigError
 from advjax.train import TrainConfig, train_and_evaluate
-from advjax.train.config import config_differences
+from advjax.train.config import config_differences, format_differences
 from experiments import run
 
 flags.DEFINE_string("grid", "", 'Grid over TrainConfig fields: "name=v1,v2;name2=v3,v4".')
@@ -83,8 +83,10 @@ def search(base: TrainConfig, points: list[dict], out: str, log=print) -> dict:
             raise ConfigError(f"{out}: not a search record (no base and points); move it aside")
         differences = config_differences(record["base"], base)
         if differences:
-            diff = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differences.items())
-            raise ConfigError(f"{out} holds a search of another base configuration ({diff})")
+            raise ConfigError(
+                f"{out} holds a search of another base configuration "
+                f"({format_differences(differences)})"
+            )
     done = {_key(p["point"]) for p in record["points"]}
     data = load_dataset(
         base.dataset, base.data_dir or None, n_users=base.n_users or None,

@@ -28,7 +28,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from advjax.errors import ConfigError, WorkdirError
-from advjax.train.config import TrainConfig, config_dict, config_differences
+from advjax.train.config import (
+    TrainConfig,
+    config_dict,
+    config_differences,
+    format_differences,
+)
 from advjax.train.state import TrainState
 
 # Settings that change nothing a checkpoint holds: a run may resume with other values.
@@ -170,9 +175,9 @@ class RunCheckpoints:
                 if k not in _RESUMABLE_CHANGES
             }
             if changed and not restart:
-                diff = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
                 raise ConfigError(
-                    f"{self.workdir} holds checkpoints of another configuration ({diff}); "
+                    f"{self.workdir} holds checkpoints of another configuration "
+                    f"({format_differences(changed)}); "
                     "pass --restart to discard them, or choose another --workdir"
                 )
             if changed:

@@ -186,3 +186,8 @@ def config_differences(saved: dict, cfg: TrainConfig) -> dict[str, tuple]:
         for name in names
         if saved.get(name, defaults.get(name)) != current.get(name)
     }
+
+
+def format_differences(differences: dict[str, tuple]) -> str:
+    """config_differences as "tau: 0.75 -> 0.5, lr: ..." for error messages."""
+    return ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(differences.items()))
