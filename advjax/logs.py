@@ -17,6 +17,7 @@ import os
 from tensorboardX import SummaryWriter
 
 from advjax.errors import WorkdirError
+from advjax.files import write_atomically
 
 
 class ScalarLog:
@@ -39,9 +40,7 @@ class ScalarLog:
                         break  # a line cut by a kill: everything after it is replayed
                     if record.get("epoch", 0) <= resume_epoch and "final" not in record:
                         kept.append(line if line.endswith("\n") else line + "\n")
-        with open(self.path + ".tmp", "w") as f:
-            f.writelines(kept)
-        os.replace(self.path + ".tmp", self.path)
+        write_atomically(self.path, "".join(kept))
         self._jsonl = open(self.path, "a")
         self._tb = SummaryWriter(
             os.path.join(workdir, "tb"), purge_step=resume_epoch + 1 if resume_epoch else None

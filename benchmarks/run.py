@@ -39,6 +39,7 @@ from absl import app, flags, logging
 
 from advjax.data import SplitData, load_dataset
 from advjax.evaluation import build_evaluators
+from advjax.files import write_atomically
 from advjax.models.propagation import resolve_method
 from advjax.train import TrainConfig, init_state, make_epoch_fns
 from advjax.train.steps import make_train_data, pop_level_counts
@@ -588,9 +589,7 @@ def main(argv: list[str]) -> None:
     }
     path = pathlib.Path(FLAGS.json) if FLAGS.json else default_json_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(f"{path}.tmp", path)
+    write_atomically(str(path), json.dumps(result, indent=2))
     print(f"wrote {path} ({time.perf_counter() - start:.1f}s)")
     if any("error" in r for r in records):
         sys.exit(1)

@@ -32,6 +32,7 @@ import scipy.stats
 from absl import app, flags, logging
 
 from advjax.errors import AdvjaxError, ConfigError, WorkdirError
+from advjax.files import read_json_object, write_atomically
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.config import config_differences
 from experiments import run
@@ -136,15 +137,9 @@ def finished_results(workdir: str, cfg: TrainConfig) -> dict | None:
     path = os.path.join(workdir, "results.json")
     if not os.path.exists(path):
         return None
-    try:
-        with open(path) as f:
-            results = json.load(f)
-    except (OSError, json.JSONDecodeError) as err:
-        raise WorkdirError(
-            f"{path}: unreadable ({err}); delete it to train this run again"
-        ) from None
-    if not isinstance(results, dict):
-        raise WorkdirError(f"{path}: not a results object; delete it to train this run again")
+    results, problem = read_json_object(path)
+    if problem:
+        raise WorkdirError(f"{path}: {problem}; delete it to train this run again")
     if config_differences(results.get("flags", {}), cfg):
         return None
     return results
@@ -437,22 +432,15 @@ def main(argv: list[str]) -> None:
     summary["command"] = command
     os.makedirs(FLAGS.results, exist_ok=True)
     base = os.path.join(FLAGS.results, FLAGS.table)
-    _write_atomically(base + ".json", json.dumps(summary, indent=1))
+    write_atomically(base + ".json", json.dumps(summary, indent=1))
     text = to_markdown(summary, command)
     # Findings about the table (why a cell falls short) are written by hand beside it
     # and kept under the regenerated table.
     if os.path.exists(base + ".notes.md"):
         with open(base + ".notes.md") as f:
             text += "\n" + f.read()
-    _write_atomically(base + ".md", text)
+    write_atomically(base + ".md", text)
     print(f"wrote {base}.md and {base}.json")
-
-
-def _write_atomically(path: str, text: str) -> None:
-    """A killed sweep leaves the previous table, not half of a new one."""
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":

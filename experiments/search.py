@@ -25,6 +25,7 @@ from absl import app, flags, logging
 
 from advjax.data import load_dataset
 from advjax.errors import AdvjaxError, ConfigError
+from advjax.files import read_json_object, write_atomically
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.config import config_differences, format_differences
 from experiments import run
@@ -70,16 +71,10 @@ def search(base: TrainConfig, points: list[dict], out: str, log=print) -> dict:
     """Runs the points not yet in `out`; returns the record with the winner."""
     record = {"base": dataclasses.asdict(base), "select_by": f"valid/{_SELECT}", "points": []}
     if out and os.path.exists(out):
-        try:
-            with open(out) as f:
-                record = json.load(f)
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"{out}: unreadable ({err}); move it aside") from None
-        if not (
-            isinstance(record, dict)
-            and isinstance(record.get("base"), dict)
-            and isinstance(record.get("points"), list)
-        ):
+        record, problem = read_json_object(out)
+        if problem:
+            raise ConfigError(f"{out}: {problem}; move it aside")
+        if not (isinstance(record.get("base"), dict) and isinstance(record.get("points"), list)):
             raise ConfigError(f"{out}: not a search record (no base and points); move it aside")
         differences = config_differences(record["base"], base)
         if differences:
@@ -114,9 +109,7 @@ def search(base: TrainConfig, points: list[dict], out: str, log=print) -> dict:
         log(f"[{index + 1}/{len(points)}] {point}: valid {_SELECT} {valid:.4f}, {seconds} s")
         if out:
             os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-            with open(out + ".tmp", "w") as f:
-                json.dump(record, f, indent=1)
-            os.replace(out + ".tmp", out)
+            write_atomically(out, json.dumps(record, indent=1))
     wanted = {_key(p) for p in points}
     mine = [p for p in record["points"] if _key(p["point"]) in wanted]
     best = max(mine, key=lambda p: p.get("valid", {}).get(_SELECT, float("-inf")))

@@ -28,6 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from advjax.errors import ConfigError, WorkdirError
+from advjax.files import read_json_object, write_atomically
 from advjax.train.config import (
     TrainConfig,
     config_dict,
@@ -79,24 +80,12 @@ class _QuietWriters:
         return False
 
 
-def _read_json_object(path: str) -> tuple[dict | None, str]:
-    """A JSON object from `path`, or (None, what is wrong with the file)."""
-    try:
-        with open(path) as f:
-            value = json.load(f)
-    except (OSError, json.JSONDecodeError) as err:
-        return None, f"unreadable ({err})"
-    if not isinstance(value, dict):
-        return None, "not a JSON object"
-    return value, ""
-
-
 def load_run_config(workdir: str) -> TrainConfig:
     """The TrainConfig saved in a run's workdir (its config.json)."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise WorkdirError(f"{workdir}: no run here (no config.json)")
-    values, problem = _read_json_object(path)
+    values, problem = read_json_object(path)
     if problem:
         raise WorkdirError(f"{path}: {problem}")
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
@@ -166,27 +155,29 @@ class RunCheckpoints:
         path = os.path.join(self.workdir, "config.json")
         current = config_dict(cfg)
         if os.path.exists(path):
-            saved, problem = _read_json_object(path)
-            if problem and not restart:
-                raise WorkdirError(f"{path}: {problem}; pass --restart to discard this run")
-            changed = saved is None or {
-                k: values
-                for k, values in config_differences(saved, cfg).items()
-                if k not in _RESUMABLE_CHANGES
-            }
-            if changed and not restart:
-                raise ConfigError(
-                    f"{self.workdir} holds checkpoints of another configuration "
-                    f"({format_differences(changed)}); "
-                    "pass --restart to discard them, or choose another --workdir"
-                )
-            if changed:
+            saved, problem = read_json_object(path)
+            if problem:
+                if not restart:
+                    raise WorkdirError(f"{path}: {problem}; pass --restart to discard this run")
+                discard = True
+            else:
+                changed = {
+                    k: values
+                    for k, values in config_differences(saved, cfg).items()
+                    if k not in _RESUMABLE_CHANGES
+                }
+                if changed and not restart:
+                    raise ConfigError(
+                        f"{self.workdir} holds checkpoints of another configuration "
+                        f"({format_differences(changed)}); "
+                        "pass --restart to discard them, or choose another --workdir"
+                    )
+                discard = bool(changed)
+            if discard:
                 self.log(f"--restart: discarding the checkpoints in {self.workdir}")
                 for sub in ("checkpoints", "best"):
                     shutil.rmtree(os.path.join(self.workdir, sub), ignore_errors=True)
-        with open(path + ".tmp", "w") as f:
-            json.dump(current, f, indent=2)
-        os.replace(path + ".tmp", path)
+        write_atomically(path, json.dumps(current, indent=2))
 
     def save(self, state: TrainState, loop: LoopState) -> None:
         """Saves the state reached after epoch `state.epoch` with its loop bookkeeping."""

@@ -180,12 +180,12 @@ def config_differences(saved: dict, cfg: TrainConfig) -> dict[str, tuple]:
     """
     defaults = config_dict(TrainConfig())
     current = config_dict(cfg)
-    names = sorted(set(saved) | set(current))
-    return {
-        name: (saved.get(name, defaults.get(name)), current.get(name))
-        for name in names
-        if saved.get(name, defaults.get(name)) != current.get(name)
-    }
+    differences = {}
+    for name in sorted(set(saved) | set(current)):
+        was = saved.get(name, defaults.get(name))
+        if was != current.get(name):
+            differences[name] = (was, current.get(name))
+    return differences
 
 
 def format_differences(differences: dict[str, tuple]) -> str:

@@ -14,6 +14,7 @@ import jax
 from advjax.data import SplitData, load_dataset
 from advjax.errors import NonFiniteError, WorkdirError
 from advjax.evaluation import build_evaluators
+from advjax.files import write_atomically
 from advjax.logs import ScalarLog
 from advjax.models.propagation import resolve_method
 from advjax.train.checkpoints import LoopState, RunCheckpoints
@@ -271,8 +272,6 @@ def train_and_evaluate(
     if ckpt:
         ckpt.close()
         path = os.path.join(workdir, "results.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(path + ".tmp", path)
+        write_atomically(path, json.dumps(results, indent=2))
         log(f"wrote {path}")
     return results
