@@ -15,6 +15,10 @@ Each run's validation lines are printed as it trains. --shard=I/N splits the run
 between N processes (one per GPU of a host): process I trains the runs whose index is
 I modulo N and counts the others that have finished, so the shard that finishes last
 writes the complete table (or run --report_only afterwards).
+
+TABLE.json also keeps every tabulated run's results.json ("runs"). With --published,
+those records count as finished runs where this machine has none, so a sweep can go on
+from a clean clone, or on a GPU host that trains only the runs still missing.
 """
 
 from __future__ import annotations
@@ -54,6 +58,13 @@ flags.DEFINE_string(
     "0/1",
     "I/N: train only every N-th run, starting at run I (0-based); the others are "
     "tabulated if finished. Run N processes with I = 0..N-1 to share one sweep.",
+)
+flags.DEFINE_bool(
+    "published",
+    False,
+    "Also count the runs recorded in --results/TABLE.json (an earlier sweep's, maybe "
+    "from another machine) as finished where --runs has none, if their flags equal the "
+    "cell's configuration: they are re-reported, not retrained.",
 )
 FLAGS = flags.FLAGS
 
@@ -109,9 +120,11 @@ def sweep(cells: list[Cell], seeds: int, shard: tuple[int, int]) -> list[tuple[C
     return [(cell, seed, k % count == index) for k, (cell, seed) in enumerate(pairs)]
 
 
-def run_cell(cell: Cell, seed: int, runs: str, log=lambda line: None) -> dict:
+def run_cell(
+    cell: Cell, seed: int, runs: str, log=lambda line: None, published: dict | None = None
+) -> dict:
     """Trains (or re-reports) one cell at one seed; returns its results."""
-    done = finished_run(cell, seed, runs)
+    done = finished_run(cell, seed, runs, published)
     if done is not None:
         return done
     cfg, workdir = _cell_run(cell, seed, runs)
@@ -119,13 +132,46 @@ def run_cell(cell: Cell, seed: int, runs: str, log=lambda line: None) -> dict:
     return {**results, "epochs_s": epochs_seconds(workdir)}
 
 
-def finished_run(cell: Cell, seed: int, runs: str) -> dict | None:
-    """One cell's finished run at one seed (None if it has not finished)."""
+def finished_run(cell: Cell, seed: int, runs: str, published: dict | None = None) -> dict | None:
+    """One cell's finished run at one seed: its workdir's, else its record in
+    `published` ({(cell name, seed): results}) when that has the same configuration;
+    None if neither."""
     cfg, workdir = _cell_run(cell, seed, runs)
     results = finished_results(workdir, cfg)
-    if results is None:
-        return None
-    return {**results, "epochs_s": epochs_seconds(workdir)}
+    if results is not None:
+        return {**results, "epochs_s": epochs_seconds(workdir)}
+    record = (published or {}).get((cell.name, seed))
+    if record is not None and not config_differences(record.get("flags", {}), cfg):
+        return record
+    return None
+
+
+def published_runs(path: str) -> dict[tuple[str, int], dict]:
+    """{(cell name, seed): results} from the "runs" of a table's JSON (empty when the
+    file is absent or was written before it kept its runs)."""
+    if not os.path.exists(path):
+        return {}
+    table, problem = read_json_object(path)
+    records = (table or {}).get("runs", [])
+    if problem or not isinstance(records, list):
+        raise WorkdirError(f"{path}: {problem or 'its runs are not a list'}")
+    published = {}
+    for number, record in enumerate(records):
+        try:
+            published[(record["cell"], int(record["seed"]))] = record["results"]
+        except (KeyError, TypeError, ValueError):
+            raise WorkdirError(f"{path}: run record {number} lacks cell, seed or results") from None
+    return published
+
+
+def run_records(cells: list[Cell], per_seed: dict) -> list[dict]:
+    """Every tabulated run as {"cell", "seed", "results"} (results.json plus epochs_s),
+    in table order: what --published reads back."""
+    return [
+        {"cell": cell.name, "seed": seed, "results": per_seed[cell.name][seed]}
+        for cell in cells
+        for seed in sorted(per_seed.get(cell.name, {}))
+    ]
 
 
 def finished_results(workdir: str, cfg: TrainConfig) -> dict | None:
@@ -389,18 +435,22 @@ def main(argv: list[str]) -> None:
         if len(set(names)) != len(names):
             raise ConfigError(f"table {FLAGS.table} lists a cell twice")
         runs = sweep(cells, FLAGS.seeds, parse_shard(FLAGS.shard))
+        base = os.path.join(FLAGS.results, FLAGS.table)
+        published = published_runs(base + ".json") if FLAGS.published else {}
+        if FLAGS.published:
+            print(f"{base}.json: {len(published)} published runs", flush=True)
         per_seed = {}
         total = len(runs)
         for index, (cell, seed, ours) in enumerate(runs):
             tick = time.perf_counter()
             label = f"[{index + 1}/{total}] {cell.backbone} {cell.method} seed {seed}"
             if FLAGS.report_only or not ours:
-                results = finished_run(cell, seed, FLAGS.runs)
+                results = finished_run(cell, seed, FLAGS.runs, published)
                 if results is None:
                     continue
             else:
                 progress = run.progress_log(label, lambda text: print(text, flush=True))
-                results = run_cell(cell, seed, FLAGS.runs, log=progress)
+                results = run_cell(cell, seed, FLAGS.runs, log=progress, published=published)
             per_seed.setdefault(cell.name, {})[seed] = results
             split = _test_split(results)
             print(
@@ -410,9 +460,8 @@ def main(argv: list[str]) -> None:
             )
         if FLAGS.report_only and not per_seed:
             # A wrong --runs must not overwrite a published table with empty rows.
-            raise ConfigError(
-                f"{FLAGS.runs}: no finished run of table {FLAGS.table}; nothing written"
-            )
+            where = f"{FLAGS.runs} or {base}.json" if FLAGS.published else FLAGS.runs
+            raise ConfigError(f"{where}: no finished run of table {FLAGS.table}; nothing written")
         summary = summarize(FLAGS.table, cells, per_seed)
     except (AdvjaxError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -423,15 +472,17 @@ def main(argv: list[str]) -> None:
         commit=_commit(),
         machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         wall_s=time.perf_counter() - start,
+        runs=run_records(cells, per_seed),
     )
     command = f"python -m experiments.reproduce --table={FLAGS.table} --seeds={FLAGS.seeds}"
+    if FLAGS.published:
+        command += " --published"
     if FLAGS.report_only:
         command += " --report_only"
     elif FLAGS.shard != "0/1":
         command += f" --shard={FLAGS.shard}"
     summary["command"] = command
     os.makedirs(FLAGS.results, exist_ok=True)
-    base = os.path.join(FLAGS.results, FLAGS.table)
     write_atomically(base + ".json", json.dumps(summary, indent=1))
     text = to_markdown(summary, command)
     # Findings about the table (why a cell falls short) are written by hand beside it

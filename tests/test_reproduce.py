@@ -201,6 +201,67 @@ def test_unreadable_results_json_is_a_one_line_error_naming_it(tmp_path, text):
         reproduce.finished_results(str(tmp_path), cfg)
 
 
+def _run_of(cell: Cell, seed: int, recall: float) -> dict:
+    """A finished run's results (plus epochs_s) with the cell's flags at `seed`."""
+    cfg, _ = reproduce._cell_run(cell, seed, "unused")
+    flags = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    return {**_results(recall, recall / 2), "flags": flags}
+
+
+def test_published_runs_count_where_the_workdir_has_none(tmp_path):
+    cells = TABLES["coat"][:2]
+    per_seed = {c.name: {s: _run_of(c, s, 0.2 + s / 100) for s in (1, 2)} for c in cells}
+    path = tmp_path / "coat.json"
+    path.write_text(json.dumps({"runs": reproduce.run_records(cells, per_seed)}))
+    published = reproduce.published_runs(str(path))
+    assert sorted(published) == sorted((c.name, s) for c in cells for s in (1, 2))
+    runs = str(tmp_path / "runs")
+    assert reproduce.finished_run(cells[0], 2, runs, published) == per_seed[cells[0].name][2]
+    assert reproduce.finished_run(cells[0], 3, runs, published) is None  # no such seed
+    # A record of another configuration (here seed 2's under seed 1's key) is not reused.
+    published[(cells[0].name, 1)] = per_seed[cells[0].name][2]
+    assert reproduce.finished_run(cells[0], 1, runs, published) is None
+    # The workdir's own finished run comes first.
+    cfg, workdir = reproduce._cell_run(cells[1], 1, runs)
+    os.makedirs(workdir)
+    local = _run_of(cells[1], 1, 0.5)
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(local, f)
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+        f.write('{"epoch": 1, "epoch_s": 4.0}\n')
+    assert reproduce.finished_run(cells[1], 1, runs, published)["test_ood"]["recall@20"] == 0.5
+    assert reproduce.published_runs(str(tmp_path / "absent.json")) == {}
+    path.write_text(json.dumps({"runs": [{"cell": "x"}]}))
+    with pytest.raises(WorkdirError, match=r"coat.json: run record 0 lacks cell, seed or results"):
+        reproduce.published_runs(str(path))
+
+
+def test_cli_rebuilds_a_table_from_its_published_runs_alone(tmp_path):
+    cells = [c for c in TABLES["coat"] if c.role in ("infonce", "ours")][:2]
+    per_seed = {
+        cells[0].name: {s: _run_of(cells[0], s, r) for s, r in ((1, 0.25), (2, 0.26))},
+        cells[1].name: {s: _run_of(cells[1], s, r) for s, r in ((1, 0.28), (2, 0.30))},
+    }
+    results = tmp_path / "results"
+    results.mkdir()
+    records = reproduce.run_records(cells, per_seed)
+    (results / "coat.json").write_text(json.dumps({"runs": records}))
+    args = ("--table=coat", "--report_only", f"--runs={tmp_path / 'none'}", f"--results={results}")
+    proc = _reproduce_cli(*args, "--published")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{results}/coat.json: 4 published runs" in proc.stdout
+    text = (results / "coat.md").read_text()
+    assert "| lightgcn | InfoNCE | 2 of 5 | 0.2550 ± 0.0071 |" in text
+    assert "| lightgcn | AdvInfoNCE | 2 of 5 | 0.2900 ± 0.0141 |" in text
+    assert "--report_only" in text and "--published" in text
+    # The rewritten JSON keeps the same records, so the next sweep can read them again.
+    assert json.loads((results / "coat.json").read_text())["runs"] == records
+    (results / "coat.json").write_text("{cut off")
+    proc = _reproduce_cli(*args, "--published")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: {results}/coat.json: unreadable (")
+
+
 def test_markdown_names_the_devices_of_each_cell():
     cells = [Cell("mf", "InfoNCE", "a.flags", None, "infonce"), Cell("mf", "Adv", "b.flags")]
     gpu = {**_results(0.2, 0.1), "platform": {"device": "NVIDIA H200", "jax": "0.11.2"}}
