@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# One lent-GPU session's work, run by the device tool on the card (never here: it links
+# ../shared/data and stops leftover experiments processes). See WORKSPACE.md, "Running
+# on a GPU host".
+#
+#   END=560 TABLE=yelp2018 bash tools/device_session.sh      (carry: .devdata, .whl)
+#
+# Here, first: `bash tools/device_prepare.sh` (the data and the one missing wheel).
+# On the card, within END seconds of its start, it
+#   1. times the propagation paths on the table's dataset (first call only) and makes
+#      `csr` this copy's GPU default when its forward+backward beats `bcoo` by 20 % and
+#      agrees to 1e-3; results.json then records `csr` as platform.propagation;
+#   2. continues the table's sweep (`experiments.reproduce --published`: the runs kept in
+#      results/TABLE.json are not retrained) until END - 60 s;
+#   3. rewrites the table from every finished run (--report_only --published);
+#   4. with over 150 s left, runs the test suite (-v, so a cut run still names its tests).
+# What comes back in $OUT: the table's .md and .json (with the new runs' records), the
+# finished runs' small files (runs.tgz), and the logs. A second call on the still-warm
+# machine resumes cut runs from their checkpoints and skips step 1 but keeps its choice.
+set -uo pipefail
+
+if [ -z "${OUT:-}" ] || ! command -v nvidia-smi >/dev/null; then
+    echo "tools/device_session.sh: for a lent GPU machine only (\$OUT and nvidia-smi)" >&2
+    exit 2
+fi
+start=$(date +%s)
+END=${END:-560}
+TABLE=${TABLE:-yelp2018}
+DATA=${DATA:-yelp2018.new}
+left() { echo $((END - ($(date +%s) - start))); }
+
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 JAX_DEFAULT_MATMUL_PRECISION=highest
+if [ ! -e ../shared/data ]; then
+    mkdir -p ../shared && ln -sfn "$PWD/.devdata/data" ../shared/data
+fi
+pkill -f 'experiments\.(run|search|reproduce)' && sleep 2
+mkdir -p runs/devlogs
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv | tee "$OUT/gpu.txt"
+
+if [ ! -e runs/devlogs/propagation.txt ]; then
+    timeout 150 python3 -m benchmarks.propagation --data_dir="../shared/data/$DATA" \
+        --repeats=20 2>&1 | grep -v '^WARNING' | tee runs/devlogs/propagation.txt
+    bcoo=$(awk '$1 == "bcoo" {print $6}' runs/devlogs/propagation.txt)
+    csr=$(awk '$1 == "csr" {print $6; print $12}' runs/devlogs/propagation.txt | paste -sd' ')
+    if [ -n "$bcoo" ] && [ -n "$csr" ] && python3 - "$bcoo" $csr <<'EOF'; then
+import sys
+bcoo, csr, diff = map(float, sys.argv[1:])
+sys.exit(0 if csr <= 0.8 * bcoo and diff < 1e-3 else 1)
+EOF
+        echo "csr" > runs/devlogs/choice.txt
+    else
+        echo "bcoo" > runs/devlogs/choice.txt
+    fi
+fi
+choice=$(cat runs/devlogs/choice.txt 2>/dev/null || echo bcoo)
+sed -i "s/\"gpu\": \"[a-z_]*\"/\"gpu\": \"$choice\"/" advjax/models/propagation.py
+echo "GPU propagation default in this copy: $choice" | tee -a runs/devlogs/propagation.txt
+cp runs/devlogs/propagation.txt "$OUT/"
+
+timeout --signal=TERM $(($(left) - 60)) python3 -m experiments.reproduce --table="$TABLE" \
+    --seeds=5 --published 2>&1 | grep -v '^WARNING' | tee -a runs/devlogs/sweep.log
+python3 -m experiments.reproduce --table="$TABLE" --seeds=5 --published --report_only \
+    2>&1 | tail -3 | tee -a runs/devlogs/sweep.log
+cp "results/$TABLE.md" "results/$TABLE.json" runs/devlogs/sweep.log "$OUT/"
+find runs/reproduce -name results.json -printf '%h\n' | while read -r dir; do
+    ls "$dir"/results.json "$dir"/metrics.jsonl "$dir"/config.json
+done | tar czf "$OUT/runs.tgz" -T -
+
+if [ "$(left)" -gt 150 ]; then
+    timeout $(($(left) - 15)) python3 -m pytest -v -rf -n 8 -p no:cacheprovider 2>&1 |
+        grep -v -E '^WARNING|PASSED' > "$OUT/pytest.log"
+    tail -5 "$OUT/pytest.log"
+fi
+echo "device_session.sh: done with $(left) s of END left"
