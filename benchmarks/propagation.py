@@ -1,9 +1,11 @@
-"""LightGCN propagation, BCOO vs segment_sum, forward and forward+backward.
+"""LightGCN propagation paths timed against each other, forward and forward+backward.
 
   python -m benchmarks.propagation [--data_dir=../shared/data/yahoo.new] [--n_layers=2]
 
-Prints median milliseconds per path and the bytes/FLOPs floor of one propagation; the
-faster path on each platform is recorded in advjax/models/propagation.py DEFAULT_METHOD.
+Prints median milliseconds per path, each one's largest difference from BCOO, the bytes
+moved by one propagation, and the path it would pick (`pick_path`). The pick on each
+platform is recorded in advjax/models/propagation.py DEFAULT_METHOD; --pick_to writes it
+to a file for scripts (tools/device_session.sh).
 """
 
 from __future__ import annotations
@@ -16,13 +18,42 @@ import numpy as np
 from absl import app, flags
 
 from advjax.data import load_dataset
-from advjax.models.propagation import METHODS, propagate
+from advjax.models.propagation import METHODS, propagate, resolve_method
 from advjax.train.steps import make_train_data
 
 flags.DEFINE_string("data_dir", "../shared/data/yahoo.new", "Split directory.")
 flags.DEFINE_integer("n_layers", 2, "Propagation layers.")
 flags.DEFINE_integer("repeats", 20, "Timed calls per path.")
+flags.DEFINE_string("pick_to", "", "Also write the picked path's name to this file.")
 FLAGS = flags.FLAGS
+
+# host_csr computes on the host through a callback: on an accelerator it is not a
+# candidate for the device's default.
+HOST_PATHS = ("host_csr",)
+
+
+def pick_path(
+    timings: dict[str, tuple[float, float]],
+    platform: str,
+    margin: float = 0.8,
+    tolerance: float = 1e-3,
+) -> str:
+    """The path to make the platform's default: the fastest forward+backward among those
+    that agree with bcoo to `tolerance`, if it takes at most `margin` of bcoo's time;
+    else bcoo (a change of default must pay for itself clearly).
+
+    Args:
+      timings: {path: (forward+backward ms, max |diff| vs bcoo)}; must hold "bcoo".
+      platform: jax.default_backend(); host paths compete only on "cpu".
+    """
+    base = timings["bcoo"][0]
+    candidates = [
+        (ms, path)
+        for path, (ms, diff) in timings.items()
+        if diff <= tolerance and (platform == "cpu" or path not in HOST_PATHS)
+    ]
+    ms, path = min(candidates)
+    return path if ms <= margin * base else "bcoo"
 
 
 def _median_ms(fn, *args, repeats: int) -> float:
@@ -48,7 +79,7 @@ def main(argv):
         f"platform {jax.default_backend()}; ~{FLAGS.n_layers * bytes_per_layer / 1e6:.0f} MB "
         "moved per forward"
     )
-    reference = None
+    reference, timings = None, {}
     for method in METHODS:
         fwd = jax.jit(lambda x, g, m=method: propagate(x, g, FLAGS.n_layers, m))
         grad = jax.jit(
@@ -61,10 +92,18 @@ def main(argv):
         if reference is None:  # METHODS[0], bcoo
             reference = outputs
         diff = max(float(np.max(np.abs(o - r))) for o, r in zip(outputs, reference, strict=True))
+        timings[method] = (g_ms, diff)
         print(
             f"{method:12s} forward {f_ms:8.2f} ms   forward+backward {g_ms:8.2f} ms   "
             f"max |diff| vs bcoo {diff:.1e}"
         )
+    pick = pick_path(timings, jax.default_backend())
+    print(
+        f"pick for {jax.default_backend()}: {pick} (DEFAULT_METHOD there: {resolve_method('auto')})"
+    )
+    if FLAGS.pick_to:
+        with open(FLAGS.pick_to, "w") as f:
+            f.write(pick + "\n")
 
 
 if __name__ == "__main__":

@@ -98,3 +98,18 @@ def test_bench_cell_coat_record():
     assert record["floor_s"] == pytest.approx(expected_floor)
     assert record["floor_ratio"] == pytest.approx(record["epoch_s"] / record["floor_s"])
     assert "coat/mf/adv_infonce" in results_table([record])
+
+
+def test_propagation_pick_needs_a_clear_win_that_agrees_with_bcoo():
+    from benchmarks.propagation import pick_path
+
+    times = {"bcoo": (2.0, 0.0), "segment_sum": (1.9, 0.0), "host_csr": (0.5, 1e-6)}
+    # segment_sum is faster but by under 20 %; host_csr only competes on the CPU.
+    assert pick_path(times, "gpu") == "bcoo"
+    assert pick_path(times, "cpu") == "host_csr"
+    times["csr"] = (1.5, 4.8e-7)
+    assert pick_path(times, "gpu") == "csr"
+    # A faster path that disagrees with bcoo is never picked.
+    times["csr"] = (0.1, 2e-3)
+    assert pick_path(times, "gpu") == "bcoo"
+    assert pick_path({"bcoo": (2.0, 0.0)}, "gpu") == "bcoo"

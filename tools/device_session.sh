@@ -41,21 +41,8 @@ nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv | tee "$OUT/gp
 
 if [ ! -e runs/devlogs/propagation.txt ]; then
     timeout 150 python3 -m benchmarks.propagation --data_dir="../shared/data/$DATA" \
-        --repeats=20 2>&1 | grep -v '^WARNING' | tee runs/devlogs/propagation.txt
-    python3 - runs/devlogs/propagation.txt > runs/devlogs/choice.txt <<'EOF'
-import sys
-# Lines "METHOD forward F ms forward+backward G ms max |diff| vs bcoo D": the fastest
-# device path (host_csr runs on the host) that beats bcoo by 20 % and agrees to 1e-3.
-times = {}
-for line in open(sys.argv[1]):
-    words = line.split()
-    if len(words) == 12 and words[4] == "forward+backward":
-        times[words[0]] = (float(words[5]), float(words[11]))
-bcoo = times.get("bcoo", (float("inf"), 0.0))[0]
-good = [(t, m) for m, (t, diff) in times.items() if m != "host_csr" and diff < 1e-3]
-best = min(good, default=(bcoo, "bcoo"))
-print(best[1] if best[0] <= 0.8 * bcoo else "bcoo")
-EOF
+        --repeats=20 --pick_to=runs/devlogs/choice.txt 2>&1 | grep -v '^WARNING' |
+        tee runs/devlogs/propagation.txt
 fi
 choice=$(cat runs/devlogs/choice.txt 2>/dev/null || echo bcoo)
 sed -i "s/\"gpu\": \"[a-z_]*\"/\"gpu\": \"$choice\"/" advjax/models/propagation.py
