@@ -158,9 +158,12 @@ def published_runs(path: str) -> dict[tuple[str, int], dict]:
     published = {}
     for number, record in enumerate(records):
         try:
-            published[(record["cell"], int(record["seed"]))] = record["results"]
+            key, results = (record["cell"], int(record["seed"])), record["results"]
+            if not isinstance(results, dict) or "epochs_s" not in results:
+                raise TypeError
         except (KeyError, TypeError, ValueError):
             raise WorkdirError(f"{path}: run record {number} lacks cell, seed or results") from None
+        published[key] = results
     return published
 
 

@@ -231,9 +231,10 @@ def test_published_runs_count_where_the_workdir_has_none(tmp_path):
         f.write('{"epoch": 1, "epoch_s": 4.0}\n')
     assert reproduce.finished_run(cells[1], 1, runs, published)["test_ood"]["recall@20"] == 0.5
     assert reproduce.published_runs(str(tmp_path / "absent.json")) == {}
-    path.write_text(json.dumps({"runs": [{"cell": "x"}]}))
-    with pytest.raises(WorkdirError, match=r"coat.json: run record 0 lacks cell, seed or results"):
-        reproduce.published_runs(str(path))
+    for bad in ({"cell": "x"}, {"cell": "x", "seed": 1, "results": {"flags": {}}}):
+        path.write_text(json.dumps({"runs": [bad]}))
+        with pytest.raises(WorkdirError, match=r"coat.json: run record 0 lacks cell, seed or res"):
+            reproduce.published_runs(str(path))
 
 
 def test_cli_rebuilds_a_table_from_its_published_runs_alone(tmp_path):
