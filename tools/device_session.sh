@@ -54,12 +54,14 @@ timeout --signal=TERM $(($(left) - 60)) python3 -m experiments.reproduce --table
 python3 -m experiments.reproduce --table="$TABLE" --seeds=5 --published --report_only \
     2>&1 | tail -3 | tee -a runs/devlogs/sweep.log
 cp "results/$TABLE.md" "results/$TABLE.json" runs/devlogs/sweep.log "$OUT/"
+mkdir -p runs/reproduce
 find runs/reproduce -name results.json -printf '%h\n' | while read -r dir; do
     ls "$dir"/results.json "$dir"/metrics.jsonl "$dir"/config.json
 done | tar czf "$OUT/runs.tgz" -T -
 
 if [ "$(left)" -gt 150 ]; then
-    timeout $(($(left) - 15)) python3 -m pytest -v -rf -n 8 -p no:cacheprovider 2>&1 |
+    workers=$(python3 -c 'import xdist' 2>/dev/null && echo "-n 8")
+    timeout $(($(left) - 15)) python3 -m pytest -v -rf $workers -p no:cacheprovider 2>&1 |
         grep -v -E '^WARNING|PASSED' > "$OUT/pytest.log"
     tail -5 "$OUT/pytest.log"
 fi
