@@ -45,6 +45,7 @@ if [ ! -e runs/devlogs/propagation.txt ]; then
         tee runs/devlogs/propagation.txt
 fi
 choice=$(cat runs/devlogs/choice.txt 2>/dev/null || echo bcoo)
+case $choice in bcoo | segment_sum | csr) ;; *) choice=bcoo ;; esac  # device paths only
 sed -i "s/\"gpu\": \"[a-z_]*\"/\"gpu\": \"$choice\"/" advjax/models/propagation.py
 echo "GPU propagation default in this copy: $choice" | tee -a runs/devlogs/propagation.txt
 cp runs/devlogs/propagation.txt "$OUT/"
