@@ -38,7 +38,7 @@ from absl import app, flags, logging
 from advjax.errors import AdvjaxError, ConfigError, WorkdirError
 from advjax.files import read_json_object, write_atomically
 from advjax.train import TrainConfig, train_and_evaluate
-from advjax.train.config import config_differences
+from advjax.train.config import config_differences, format_differences
 from experiments import run
 from experiments.tables import TABLES, Cell
 
@@ -124,7 +124,7 @@ def run_cell(
     cell: Cell, seed: int, runs: str, log=lambda line: None, published: dict | None = None
 ) -> dict:
     """Trains (or re-reports) one cell at one seed; returns its results."""
-    done = finished_run(cell, seed, runs, published)
+    done = finished_run(cell, seed, runs, published, log)
     if done is not None:
         return done
     cfg, workdir = _cell_run(cell, seed, runs)
@@ -132,18 +132,27 @@ def run_cell(
     return {**results, "epochs_s": epochs_seconds(workdir)}
 
 
-def finished_run(cell: Cell, seed: int, runs: str, published: dict | None = None) -> dict | None:
+def finished_run(
+    cell: Cell, seed: int, runs: str, published: dict | None = None, log=lambda line: None
+) -> dict | None:
     """One cell's finished run at one seed: its workdir's, else its record in
-    `published` ({(cell name, seed): results}) when that has the same configuration;
-    None if neither."""
+    `published` ({(cell name, seed): results}) when that has the same configuration
+    (`log` is told when it has another); None if neither."""
     cfg, workdir = _cell_run(cell, seed, runs)
     results = finished_results(workdir, cfg)
     if results is not None:
         return {**results, "epochs_s": epochs_seconds(workdir)}
     record = (published or {}).get((cell.name, seed))
-    if record is not None and not config_differences(record.get("flags", {}), cfg):
-        return record
-    return None
+    if record is None:
+        return None
+    differences = config_differences(record.get("flags", {}), cfg)
+    if differences:
+        log(
+            f"{cell.name} seed {seed}: the published run has other settings "
+            f"({format_differences(differences)}); not counted"
+        )
+        return None
+    return record
 
 
 def published_runs(path: str) -> dict[tuple[str, int], dict]:
@@ -444,15 +453,19 @@ def main(argv: list[str]) -> None:
             print(f"{base}.json: {len(published)} published runs", flush=True)
         per_seed = {}
         total = len(runs)
+
+        def say(text: str) -> None:
+            print(text, flush=True)
+
         for index, (cell, seed, ours) in enumerate(runs):
             tick = time.perf_counter()
             label = f"[{index + 1}/{total}] {cell.backbone} {cell.method} seed {seed}"
             if FLAGS.report_only or not ours:
-                results = finished_run(cell, seed, FLAGS.runs, published)
+                results = finished_run(cell, seed, FLAGS.runs, published, say)
                 if results is None:
                     continue
             else:
-                progress = run.progress_log(label, lambda text: print(text, flush=True))
+                progress = run.progress_log(label, say)
                 results = run_cell(cell, seed, FLAGS.runs, log=progress, published=published)
             per_seed.setdefault(cell.name, {})[seed] = results
             split = _test_split(results)

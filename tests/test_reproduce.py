@@ -220,7 +220,11 @@ def test_published_runs_count_where_the_workdir_has_none(tmp_path):
     assert reproduce.finished_run(cells[0], 3, runs, published) is None  # no such seed
     # A record of another configuration (here seed 2's under seed 1's key) is not reused.
     published[(cells[0].name, 1)] = per_seed[cells[0].name][2]
-    assert reproduce.finished_run(cells[0], 1, runs, published) is None
+    said = []
+    assert reproduce.finished_run(cells[0], 1, runs, published, said.append) is None
+    assert said == [
+        f"{cells[0].name} seed 1: the published run has other settings (seed: 2 -> 1); not counted"
+    ]
     # The workdir's own finished run comes first.
     cfg, workdir = reproduce._cell_run(cells[1], 1, runs)
     os.makedirs(workdir)
