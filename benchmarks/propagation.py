@@ -21,11 +21,17 @@ from advjax.data import load_dataset
 from advjax.models.propagation import METHODS, propagate, resolve_method
 from advjax.train.steps import make_train_data
 
-flags.DEFINE_string("data_dir", "../shared/data/yahoo.new", "Split directory.")
-flags.DEFINE_integer("n_layers", 2, "Propagation layers.")
-flags.DEFINE_integer("repeats", 20, "Timed calls per path.")
-flags.DEFINE_string("pick_to", "", "Also write the picked path's name to this file.")
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Defines the CLI flags when run as a program, so that importing `pick_path` (the
+    tests do) never collides with experiments.run's --data_dir."""
+    flags.DEFINE_string("data_dir", "../shared/data/yahoo.new", "Split directory.")
+    flags.DEFINE_integer("n_layers", 2, "Propagation layers.")
+    flags.DEFINE_integer("repeats", 20, "Timed calls per path.")
+    flags.DEFINE_string("pick_to", "", "Also write the picked path's name to this file.")
+
 
 # host_csr computes on the host through a callback: on an accelerator it is not a
 # candidate for the device's default.
@@ -107,4 +113,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
