@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
 import math
 import os
+import platform
 import time
 from collections.abc import Callable
 
@@ -79,6 +81,21 @@ def results_table(results: dict[str, dict[str, float]]) -> str:
         row = " | ".join(f"{results[name][c]:14.4f}" for c in columns)
         lines.append(f"{name:<{width}} | {row}")
     return "\n".join(lines)
+
+
+_NUMERIC_PACKAGES = ("jax", "jaxlib", "numpy", "scipy", "optax", "flax")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of python and of the libraries whose arithmetic a run's numbers depend
+    on: two runs of one configuration can differ in the last bits when these do."""
+    versions = {"python": platform.python_version()}
+    for name in _NUMERIC_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
 
 
 def train_and_evaluate(
@@ -263,6 +280,7 @@ def train_and_evaluate(
             "jax": jax.__version__,
             # What "auto" resolved to on this platform (it follows benchmark records).
             "propagation": resolve_method(cfg.propagation) if cfg.n_layers else None,
+            "packages": package_versions(),
         },
     }
     if scalars:

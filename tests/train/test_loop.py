@@ -38,6 +38,9 @@ def test_short_coat_run_beats_random_ranking(coat, tmp_path):
     assert set(saved["test_ood"]) == {"recall@20", "ndcg@20", "hit_ratio@20", "precision@20"}
     assert saved["flags"]["lr"] == 1e-2
     assert saved["platform"]["propagation"] is None  # MF propagates nothing
+    packages = saved["platform"]["packages"]
+    assert packages["jax"] == jax.__version__ and packages["numpy"] == np.__version__
+    assert set(packages) == {"python", "jax", "jaxlib", "numpy", "scipy", "optax", "flax"}
     assert saved["data"] == {
         "name": "coat", "users": coat.n_users, "items": coat.n_items,
         "train_pairs": coat.train.nnz,
