@@ -17,6 +17,8 @@
 # What comes back in $OUT: the table's .md and .json (with the new runs' records), the
 # finished runs' small files (runs.tgz), and the logs. A second call on the still-warm
 # machine resumes cut runs from their checkpoints and skips step 1 but keeps its choice.
+# SKIP_BENCH=1 skips step 1 and keeps the committed DEFAULT_METHOD, once a lent session
+# has measured the card and its pick is committed (saves about a minute of the lease).
 set -uo pipefail
 
 if [ -z "${OUT:-}" ] || ! command -v nvidia-smi >/dev/null; then
@@ -39,15 +41,20 @@ pkill -f 'experiments\.(run|search|reproduce)' && sleep 2
 mkdir -p runs/devlogs
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv | tee "$OUT/gpu.txt"
 
-if [ ! -e runs/devlogs/propagation.txt ]; then
-    timeout 150 python3 -m benchmarks.propagation --data_dir="../shared/data/$DATA" \
-        --repeats=20 --pick_to=runs/devlogs/choice.txt 2>&1 | grep -v '^WARNING' |
-        tee runs/devlogs/propagation.txt
+if [ -n "${SKIP_BENCH:-}" ]; then
+    echo "propagation benchmark skipped; committed default: $(grep '^DEFAULT_METHOD' \
+        advjax/models/propagation.py)" | tee -a runs/devlogs/propagation.txt
+else
+    if [ ! -e runs/devlogs/propagation.txt ]; then
+        timeout 150 python3 -m benchmarks.propagation --data_dir="../shared/data/$DATA" \
+            --repeats=20 --pick_to=runs/devlogs/choice.txt 2>&1 | grep -v '^WARNING' |
+            tee runs/devlogs/propagation.txt
+    fi
+    choice=$(cat runs/devlogs/choice.txt 2>/dev/null || echo bcoo)
+    case $choice in bcoo | segment_sum | csr) ;; *) choice=bcoo ;; esac  # device paths only
+    sed -i "s/\"gpu\": \"[a-z_]*\"/\"gpu\": \"$choice\"/" advjax/models/propagation.py
+    echo "GPU propagation default in this copy: $choice" | tee -a runs/devlogs/propagation.txt
 fi
-choice=$(cat runs/devlogs/choice.txt 2>/dev/null || echo bcoo)
-case $choice in bcoo | segment_sum | csr) ;; *) choice=bcoo ;; esac  # device paths only
-sed -i "s/\"gpu\": \"[a-z_]*\"/\"gpu\": \"$choice\"/" advjax/models/propagation.py
-echo "GPU propagation default in this copy: $choice" | tee -a runs/devlogs/propagation.txt
 cp runs/devlogs/propagation.txt "$OUT/"
 
 timeout --signal=TERM $(($(left) - 60)) python3 -m experiments.reproduce --table="$TABLE" \
