@@ -39,6 +39,7 @@ from advjax.errors import AdvjaxError, ConfigError, WorkdirError
 from advjax.files import read_json_object, write_atomically
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.config import config_differences, format_differences
+from advjax.train.loop import print_flushed
 from experiments import run
 from experiments.tables import TABLES, Cell
 
@@ -454,18 +455,15 @@ def main(argv: list[str]) -> None:
         per_seed = {}
         total = len(runs)
 
-        def say(text: str) -> None:
-            print(text, flush=True)
-
         for index, (cell, seed, ours) in enumerate(runs):
             tick = time.perf_counter()
             label = f"[{index + 1}/{total}] {cell.backbone} {cell.method} seed {seed}"
             if FLAGS.report_only or not ours:
-                results = finished_run(cell, seed, FLAGS.runs, published, say)
+                results = finished_run(cell, seed, FLAGS.runs, published, print_flushed)
                 if results is None:
                     continue
             else:
-                progress = run.progress_log(label, say)
+                progress = run.progress_log(label, print_flushed)
                 results = run_cell(cell, seed, FLAGS.runs, log=progress, published=published)
             per_seed.setdefault(cell.name, {})[seed] = results
             split = _test_split(results)

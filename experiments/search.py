@@ -27,7 +27,7 @@ from advjax.data import load_dataset
 from advjax.errors import AdvjaxError, ConfigError
 from advjax.files import read_json_object, write_atomically
 from advjax.train import TrainConfig, train_and_evaluate
-from advjax.train.config import config_differences, format_differences
+from advjax.train.config import config_dict, config_differences, format_differences
 from experiments import run
 
 flags.DEFINE_string("grid", "", 'Grid over TrainConfig fields: "name=v1,v2;name2=v3,v4".')
@@ -69,7 +69,7 @@ def _key(point: dict) -> str:
 
 def search(base: TrainConfig, points: list[dict], out: str, log=print) -> dict:
     """Runs the points not yet in `out`; returns the record with the winner."""
-    record = {"base": dataclasses.asdict(base), "select_by": f"valid/{_SELECT}", "points": []}
+    record = {"base": config_dict(base), "select_by": f"valid/{_SELECT}", "points": []}
     if out and os.path.exists(out):
         record, problem = read_json_object(out)
         if problem:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import json
 import math
@@ -20,7 +19,7 @@ from advjax.files import write_atomically
 from advjax.logs import ScalarLog
 from advjax.models.propagation import resolve_method
 from advjax.train.checkpoints import LoopState, RunCheckpoints
-from advjax.train.config import TrainConfig
+from advjax.train.config import TrainConfig, config_dict
 from advjax.train.schedule import is_adversarial_epoch
 from advjax.train.state import init_state
 from advjax.train.steps import make_epoch_fns, make_train_data, pop_level_counts
@@ -266,7 +265,7 @@ def train_and_evaluate(
     results = {
         "best_epoch": loop.best_epoch,
         **report,
-        "flags": dataclasses.asdict(cfg),
+        "flags": config_dict(cfg),
         # What was loaded: flags.dataset keeps its default when data_dir names the data.
         "data": {
             "name": data.name,
