@@ -19,3 +19,12 @@ class ConfigError(AdvjaxError, ValueError):
 
 class WorkdirError(AdvjaxError):
     """The workdir cannot be created or written."""
+
+
+def check_finite(values: dict[str, float], where: str) -> None:
+    """Raises NonFiniteError naming the first NaN or infinite value and `where` it arose
+    ("in epoch 12"): nothing computed from it is worth keeping."""
+    for name, value in values.items():
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise NonFiniteError(f"non-finite {name} ({value}) {where}; stopping")

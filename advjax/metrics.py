@@ -16,6 +16,8 @@ import numpy as np
 from jax.typing import ArrayLike
 
 METRIC_NAMES = ("recall", "ndcg", "hit_ratio", "precision")
+# What validation chooses by (SPEC: early stopping and every hyperparameter search).
+SELECTION_METRIC = "recall@20"
 
 
 def _check_inputs(
