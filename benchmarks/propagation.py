@@ -5,7 +5,8 @@
 Prints median milliseconds per path, each one's largest difference from BCOO, the bytes
 moved by one propagation, and the path it would pick (`pick_path`). The pick on each
 platform is recorded in advjax/models/propagation.py DEFAULT_METHOD; --pick_to writes it
-to a file for scripts (tools/device_session.sh).
+to a file, from which tools/device_session.sh sets ADVJAX_PROPAGATION for its later
+commands (the variable overrides the table; advjax.models.propagation).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import numpy as np
 from absl import app, flags
 
 from advjax.data import load_dataset
-from advjax.models.propagation import METHODS, propagate, resolve_method
-from advjax.train.steps import make_train_data
+from advjax.data.graph import normalized_graph
+from advjax.models.propagation import METHODS, prepare_graph, propagate, resolve_method
 
 FLAGS = flags.FLAGS
 
@@ -75,7 +76,10 @@ def _median_ms(fn, *args, repeats: int) -> float:
 def main(argv):
     del argv
     data = load_dataset(data_dir=FLAGS.data_dir)
-    graph = make_train_data(data, FLAGS.n_layers).graph
+    # Full propagation reads no item Gram, so every path gets the same plain operand.
+    graph = prepare_graph(
+        normalized_graph(data.train, data.n_items), data.n_users, FLAGS.n_layers, "bcoo"
+    )
     n_nodes, dim, n_edges = data.n_users + data.n_items, 64, graph.rows.shape[0]
     x = jax.random.normal(jax.random.key(0), (n_nodes, dim), jnp.float32)
     # Per layer: read an edge (2 int32 + 1 float32), gather a source row, add into a target.
@@ -104,9 +108,7 @@ def main(argv):
             f"max |diff| vs bcoo {diff:.1e}"
         )
     pick = pick_path(timings, jax.default_backend())
-    print(
-        f"pick for {jax.default_backend()}: {pick} (DEFAULT_METHOD there: {resolve_method('auto')})"
-    )
+    print(f"pick for {jax.default_backend()}: {pick} (auto resolves to {resolve_method('auto')})")
     if FLAGS.pick_to:
         with open(FLAGS.pick_to, "w") as f:
             f.write(pick + "\n")

@@ -8,17 +8,21 @@
 # Here, first: `bash tools/device_prepare.sh` (the data and the one missing wheel).
 # On the card, within END seconds of its start, it
 #   1. times the propagation paths on the table's dataset (first call only) and makes
-#      the fastest device path this copy's GPU default when its forward+backward beats
-#      `bcoo` by 20 % and agrees with it to 1e-3 (results.json records the path);
+#      the fastest device path the GPU default of the later commands when its
+#      forward+backward beats `bcoo` by 20 % and agrees with it to 1e-3: it exports
+#      ADVJAX_PROPAGATION=gpu=PATH (advjax/models/propagation.py reads it before its
+#      DEFAULT_METHOD table; no source file is rewritten; results.json records the path);
 #   2. continues the table's sweep (`experiments.reproduce --published`: the runs kept in
 #      results/TABLE.json are not retrained) until END - 60 s;
 #   3. rewrites the table from every finished run (--report_only --published);
 #   4. with over 150 s left, runs the test suite (-v, so a cut run still names its tests).
 # What comes back in $OUT: the table's .md and .json (with the new runs' records), the
 # finished runs' small files (runs.tgz), and the logs. A second call on the still-warm
-# machine resumes cut runs from their checkpoints and skips step 1 but keeps its choice.
-# SKIP_BENCH=1 skips step 1 and keeps the committed DEFAULT_METHOD, once a lent session
-# has measured the card and its pick is committed (saves about a minute of the lease).
+# machine resumes cut runs from their checkpoints and skips step 1 but keeps its choice
+# (runs/devlogs/choice.txt). SKIP_BENCH=1 skips step 1 (saves about a minute of the
+# lease) and runs what `auto` resolves to: the committed DEFAULT_METHOD, or the path the
+# caller names, e.g. `ADVJAX_PROPAGATION=gpu=csr SKIP_BENCH=1 END=560 bash ...`. Without
+# SKIP_BENCH the benchmark's pick replaces a given ADVJAX_PROPAGATION.
 set -uo pipefail
 
 if [ -z "${OUT:-}" ] || ! command -v nvidia-smi >/dev/null; then
@@ -42,8 +46,15 @@ mkdir -p runs/devlogs
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv | tee "$OUT/gpu.txt"
 
 if [ -n "${SKIP_BENCH:-}" ]; then
-    echo "propagation benchmark skipped; committed default: $(grep '^DEFAULT_METHOD' \
-        advjax/models/propagation.py)" | tee -a runs/devlogs/propagation.txt
+    # What the runs will use; a bad ADVJAX_PROPAGATION stops here, not in every run.
+    resolve='from advjax.models.propagation import resolve_method; print(resolve_method("auto"))'
+    if ! auto=$(python3 -c "$resolve" 2>runs/devlogs/resolve.err); then
+        tail -1 runs/devlogs/resolve.err >&2
+        exit 1
+    fi
+    echo "propagation benchmark skipped; auto resolves to $auto" \
+        "(ADVJAX_PROPAGATION=${ADVJAX_PROPAGATION:-unset}, else DEFAULT_METHOD)" |
+        tee -a runs/devlogs/propagation.txt
 else
     if [ ! -e runs/devlogs/propagation.txt ]; then
         timeout 150 python3 -m benchmarks.propagation --data_dir="../shared/data/$DATA" \
@@ -52,8 +63,9 @@ else
     fi
     choice=$(cat runs/devlogs/choice.txt 2>/dev/null || echo bcoo)
     case $choice in bcoo | segment_sum | csr) ;; *) choice=bcoo ;; esac  # device paths only
-    sed -i "s/\"gpu\": \"[a-z_]*\"/\"gpu\": \"$choice\"/" advjax/models/propagation.py
-    echo "GPU propagation default in this copy: $choice" | tee -a runs/devlogs/propagation.txt
+    export ADVJAX_PROPAGATION="gpu=$choice"  # data for the later commands, not a source edit
+    echo "GPU propagation for this session: ADVJAX_PROPAGATION=$ADVJAX_PROPAGATION" |
+        tee -a runs/devlogs/propagation.txt
 fi
 cp runs/devlogs/propagation.txt "$OUT/"
 

@@ -21,12 +21,16 @@ class Graph(NamedTuple):
       cols: int32 [2E], source node of each edge.
       weights: float32 [2E].
       indptr: int32 [n_nodes + 1], CSR row offsets into the edge arrays.
+      item_gram: float32 [I, I], the item block R^T R of A^2, which the host path
+        applies as one dense product where that pays off; else [0, 0], as built here
+        (advjax.models.propagation.prepare_graph attaches it).
     """
 
     rows: np.ndarray
     cols: np.ndarray
     weights: np.ndarray
     indptr: np.ndarray
+    item_gram: np.ndarray = np.zeros((0, 0), np.float32)
 
 
 def normalized_graph(train: Interactions, n_items: int) -> Graph:

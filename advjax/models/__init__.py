@@ -3,7 +3,7 @@
 from advjax.models.hardness import hardness_logits, init_hardness
 from advjax.models.lightgcn import lightgcn_embed, lightgcn_rows
 from advjax.models.mf import init_embeddings
-from advjax.models.propagation import propagate, resolve_method
+from advjax.models.propagation import prepare_graph, propagate, resolve_method
 
 __all__ = [
     "hardness_logits",
@@ -11,6 +11,7 @@ __all__ = [
     "init_hardness",
     "lightgcn_embed",
     "lightgcn_rows",
+    "prepare_graph",
     "propagate",
     "resolve_method",
 ]

@@ -33,13 +33,7 @@ def lightgcn_embed(
 
 
 def lightgcn_rows(
-    params: Params,
-    graph: Graph,
-    users: jax.Array,
-    *,
-    n_layers: int,
-    method: str = "auto",
-    gram: jax.Array | None = None,
+    params: Params, graph: Graph, users: jax.Array, *, n_layers: int, method: str = "auto"
 ) -> tuple[jax.Array, jax.Array]:
     """Final embeddings of the users `users` and of every item: what a training step reads.
 
@@ -48,13 +42,13 @@ def lightgcn_rows(
 
     Args:
       params: {"user": [U, d], "item": [I, d]} layer-0 embeddings.
-      graph: normalised adjacency over U + I nodes (unused when n_layers = 0).
+      graph: normalised adjacency over U + I nodes (unused when n_layers = 0), as
+        advjax.models.propagation.prepare_graph builds it for `method`.
       users: int [B] user ids.
       n_layers: number of propagation layers L.
       method: propagation path, see advjax.models.propagation.
-      gram: optional dense item-item operator (propagation.item_gram) for "host_csr".
 
     Returns:
       (user rows [B, d], item_emb [I, d]).
     """
-    return propagate_rows(params["user"], params["item"], graph, users, n_layers, method, gram)
+    return propagate_rows(params["user"], params["item"], graph, users, n_layers, method)

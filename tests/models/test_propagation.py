@@ -5,9 +5,17 @@ import pytest
 from jax.test_util import check_grads
 
 from advjax.data import load_dataset
-from advjax.data.graph import Graph, normalized_graph
-from advjax.models import init_embeddings, lightgcn_embed, lightgcn_rows, propagate, propagation
-from advjax.models.propagation import METHODS, item_gram
+from advjax.data.graph import Graph, empty_graph, normalized_graph
+from advjax.models import (
+    host_propagation,
+    init_embeddings,
+    lightgcn_embed,
+    lightgcn_rows,
+    propagate,
+    propagation,
+)
+from advjax.models.host_propagation import item_gram
+from advjax.models.propagation import METHODS, prepare_graph
 from tests.helpers import shared_split
 
 
@@ -97,8 +105,12 @@ def test_item_gram_is_the_item_block_of_a_squared():
     np.testing.assert_allclose(gram, expected, rtol=1e-5, atol=1e-7)
 
 
-def _rows_objective(params, graph, users, w_rows, w_items, n_layers, method, gram):
-    rows, items = lightgcn_rows(params, graph, users, n_layers=n_layers, method=method, gram=gram)
+def _prepared_graph(data, n_layers: int, method: str) -> Graph:
+    return prepare_graph(normalized_graph(data.train, data.n_items), data.n_users, n_layers, method)
+
+
+def _rows_objective(params, graph, users, w_rows, w_items, n_layers, method):
+    rows, items = lightgcn_rows(params, graph, users, n_layers=n_layers, method=method)
     return jnp.sum(w_rows * rows) + jnp.sum(w_items * items)
 
 
@@ -111,7 +123,7 @@ _rows_value_and_grad = jax.jit(
 @pytest.mark.parametrize("use_gram", [False, True])
 def test_rows_equal_float64_reference_values_and_gradients(n_layers, use_gram, monkeypatch):
     # A low threshold splits Coat's products into row blocks, so the threaded path runs.
-    monkeypatch.setattr(propagation, "_PARALLEL_MIN_NNZ", 500)
+    monkeypatch.setattr(host_propagation, "_PARALLEL_MIN_NNZ", 500)
     data = load_dataset("coat")
     adj = _dense_adjacency(data)
     n_users = data.n_users
@@ -138,11 +150,13 @@ def test_rows_equal_float64_reference_values_and_gradients(n_layers, use_gram, m
     expected_grad = op.T @ cotangent
 
     graph = _device_graph(data)
-    gram = jnp.asarray(item_gram(normalized_graph(data.train, data.n_items), n_users))
+    if use_gram:
+        gram = jnp.asarray(item_gram(normalized_graph(data.train, data.n_items), n_users))
+        graph = graph._replace(item_gram=gram)
     value, grads = _rows_value_and_grad(
         jax.tree.map(jnp.asarray, params), graph, jnp.asarray(users),
         jnp.asarray(w_rows, jnp.float32), jnp.asarray(w_items, jnp.float32),
-        n_layers=n_layers, method="host_csr", gram=gram if use_gram else None,
+        n_layers=n_layers, method="host_csr",
     )  # fmt: skip
     np.testing.assert_allclose(float(value), expected_value, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(grads["user"]), expected_grad[:n_users], atol=1e-5)
@@ -152,17 +166,17 @@ def test_rows_equal_float64_reference_values_and_gradients(n_layers, use_gram, m
 @pytest.mark.parametrize("method", ["host_csr", "segment_sum", "csr"])
 def test_rows_equal_bcoo_full_propagation_on_yahoo(method):
     data = shared_split("yahoo.new")
-    graph = _device_graph(data)
     params = init_embeddings(jax.random.key(0), data.n_users, data.n_items, 64)
     users = jax.random.randint(jax.random.key(1), (1024,), 0, data.n_users)
     w_rows = jax.random.normal(jax.random.key(2), (1024, 64))
     w_items = jax.random.normal(jax.random.key(3), (data.n_items, 64))
-    gram = None
-    if method == "host_csr":
-        gram = jnp.asarray(item_gram(normalized_graph(data.train, data.n_items), data.n_users))
-    args = (graph, users, w_rows, w_items)
-    ref_value, ref_grads = _rows_value_and_grad(params, *args, n_layers=2, method="bcoo", gram=None)
-    value, grads = _rows_value_and_grad(params, *args, n_layers=2, method=method, gram=gram)
+    args = (users, w_rows, w_items)
+    ref_value, ref_grads = _rows_value_and_grad(
+        params, _device_graph(data), *args, n_layers=2, method="bcoo"
+    )
+    graph = _prepared_graph(data, 2, method)  # host_csr: with Yahoo!R3's item Gram
+    assert graph.item_gram.shape == ((data.n_items,) * 2 if method == "host_csr" else (0, 0))
+    value, grads = _rows_value_and_grad(params, graph, *args, n_layers=2, method=method)
     np.testing.assert_allclose(float(value), float(ref_value), rtol=1e-5)
     for name in ("user", "item"):
         np.testing.assert_allclose(np.asarray(grads[name]), np.asarray(ref_grads[name]), atol=1e-5)
@@ -187,3 +201,87 @@ def test_unknown_method_rejected():
     x = jnp.zeros((data.n_users + data.n_items, 4))
     with pytest.raises(ValueError, match="unknown propagation method 'coo'"):
         propagate(x, _device_graph(data), 1, "coo")
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_rows_equal_embed_rows_with_the_gram_attached(method, n_layers):
+    # Every path reads the same operand; only host_csr uses its Gram, the others ignore it.
+    data = load_dataset("coat")
+    host = normalized_graph(data.train, data.n_items)
+    graph = _device_graph(data)._replace(item_gram=jnp.asarray(item_gram(host, data.n_users)))
+    params = init_embeddings(jax.random.key(0), data.n_users, data.n_items, 16)
+    users = jax.random.randint(jax.random.key(1), (64,), 0, data.n_users)
+    user_emb, item_emb = lightgcn_embed(params, graph, n_layers=n_layers, method="bcoo")
+    rows_fn = jax.jit(lightgcn_rows, static_argnames=("n_layers", "method"))
+    rows, items = rows_fn(params, graph, users, n_layers=n_layers, method=method)
+    np.testing.assert_allclose(np.asarray(rows), np.asarray(user_emb)[users], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(items), np.asarray(item_emb), atol=1e-5)
+
+
+def test_prepare_graph_attaches_the_gram_only_where_the_host_path_uses_it(monkeypatch):
+    data = load_dataset("coat")
+    host = normalized_graph(data.train, data.n_items)
+    # Coat: 295^2 > 20 x its 1,363 training pairs, so two sparse products win.
+    assert not propagation.gram_pays_off(data.n_items, data.train.nnz)
+    assert prepare_graph(host, data.n_users, 2, "host_csr").item_gram.shape == (0, 0)
+    monkeypatch.setattr(propagation, "gram_pays_off", lambda n_items, n_edges: True)
+    graph = prepare_graph(host, data.n_users, 2, "host_csr")
+    np.testing.assert_array_equal(np.asarray(graph.item_gram), item_gram(host, data.n_users))
+    assert graph.item_gram.dtype == jnp.float32
+    for field in Graph._fields[:4]:  # the edges themselves, now on the device
+        assert isinstance(getattr(graph, field), jax.Array)
+        np.testing.assert_array_equal(np.asarray(getattr(graph, field)), getattr(host, field))
+    assert graph.rows.shape[0] == 2 * data.train.nnz
+    for n_layers, method in [(1, "host_csr"), (2, "bcoo"), (2, "segment_sum"), (2, "csr")]:
+        assert prepare_graph(host, data.n_users, n_layers, method).item_gram.shape == (0, 0)
+
+
+def test_graphs_with_and_without_gram_pass_through_jit():
+    data = load_dataset("coat")
+
+    @jax.jit
+    def summary(graph):
+        return graph.rows.shape[0] + graph.item_gram.shape[0] + jnp.sum(graph.weights)
+
+    for graph in (
+        empty_graph(),
+        prepare_graph(empty_graph(), data.n_users, 0, "host_csr"),
+        _prepared_graph(data, 2, "bcoo"),
+        _device_graph(data)._replace(item_gram=jnp.ones((data.n_items, data.n_items))),
+    ):
+        expected = graph.rows.shape[0] + graph.item_gram.shape[0] + np.sum(graph.weights)
+        np.testing.assert_allclose(float(summary(graph)), expected, rtol=1e-6)
+
+
+def test_auto_reads_the_environment_variable_then_the_table(monkeypatch):
+    platform = jax.default_backend()
+    monkeypatch.delenv(propagation.ENV_VAR, raising=False)
+    assert propagation.resolve_method("auto") == propagation.DEFAULT_METHOD.get(platform, "bcoo")
+    monkeypatch.setenv(propagation.ENV_VAR, "segment_sum")  # one name: this platform
+    assert propagation.resolve_method("auto") == "segment_sum"
+    monkeypatch.setenv(propagation.ENV_VAR, f" {platform}=csr, tpu=bcoo ")
+    assert propagation.resolve_method("auto") == "csr"
+    monkeypatch.setenv(propagation.ENV_VAR, "not_this_platform=csr")  # keeps the table
+    assert propagation.resolve_method("auto") == propagation.DEFAULT_METHOD.get(platform, "bcoo")
+    monkeypatch.setenv(propagation.ENV_VAR, "")
+    assert propagation.resolve_method("auto") == propagation.DEFAULT_METHOD.get(platform, "bcoo")
+    monkeypatch.setenv(propagation.ENV_VAR, "csr")
+    assert propagation.resolve_method("bcoo") == "bcoo"  # an explicit path ignores it
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("coo", "unknown propagation method 'coo'"),
+        ("not_this_platform=coo", "unknown propagation method 'coo'"),  # checked anyway
+        ("auto", "unknown propagation method 'auto'"),
+        ("gpu=csr,cpu", "platform=method pairs"),
+        ("gpu=", "platform=method pairs"),
+        ("gpu=csr,gpu=bcoo", "platform=method pairs"),
+    ],
+)
+def test_bad_environment_variable_is_a_clear_error(monkeypatch, value, message):
+    monkeypatch.setenv(propagation.ENV_VAR, value)
+    with pytest.raises(ValueError, match=f"ADVJAX_PROPAGATION=.*{message}"):
+        propagation.resolve_method("auto")
