@@ -1,8 +1,13 @@
-"""Tests for advjax.data.splits: the split-directory loader."""
+"""Tests for advjax.data.splits: the split-directory loader.
+
+The parts it uses are tested alone in test_tokenize.py, test_discovery.py and
+test_quality.py; here they are tested together, through the public API.
+"""
 
 from __future__ import annotations
 
 import gzip
+import json
 import pathlib
 
 import numpy as np
@@ -122,7 +127,18 @@ def test_yahoo_counts():
 
 @pytest.fixture(scope="module")
 def kuairec2() -> SplitData:
-    return load_split_dir(_shared("kuairec2"))
+    # kuairec2 ships train_reconstructed.txt and no train.txt (its SOURCE.md).
+    return load_split_dir(_shared("kuairec2"), train_file="train_reconstructed")
+
+
+def test_kuairec2_without_train_file_says_which_flag_to_pass():
+    root = _shared("kuairec2")
+    with pytest.raises(DataError) as info:
+        load_dataset(data_dir=root)
+    assert str(info.value) == (
+        f"{root}: no train.txt (or train.txt.gz); found train_reconstructed.txt: "
+        "pass --train_file=train_reconstructed, or name it in split.json"
+    )
 
 
 def test_kuairec2_not_candidate_and_reconstructed_train(kuairec2):
@@ -176,6 +192,44 @@ def test_sizes_count_every_file(tmp_path):
     for csr in [data.train, data.valid, data.tests["test_ood"]]:
         assert csr.n_users == 6
     np.testing.assert_array_equal(data.not_candidate, [7, 9])
+
+
+def test_train_file_argument(tmp_path):
+    _write(tmp_path, "train_reconstructed.txt", "0 1\n1 2\n")
+    _write(tmp_path, "test_id.txt", "0 2\n")
+    for data in (
+        load_split_dir(tmp_path, train_file="train_reconstructed"),
+        load_dataset(data_dir=tmp_path, train_file="train_reconstructed"),
+    ):
+        assert pathlib.Path(data.train.path).name == "train_reconstructed.txt"
+        assert _rows(data.train) == [[1], [2]]
+        assert _rows(data.tests["test_id"]) == [[2], []]
+
+
+def test_train_file_in_split_json(tmp_path):
+    _write(tmp_path, "train.txt", "0 1\n")
+    _write(tmp_path, "train_reconstructed.txt.gz", "0 1 2\n")
+    _write(tmp_path, "split.json", json.dumps({"train": "train_reconstructed.txt.gz"}))
+    data = load_split_dir(tmp_path)
+    assert pathlib.Path(data.train.path).name == "train_reconstructed.txt.gz"
+    assert _rows(data.train) == [[1, 2]]
+    # An explicit argument wins over split.json.
+    assert _rows(load_dataset(data_dir=tmp_path, train_file="train").train) == [[1]]
+
+
+def test_train_reconstructed_is_not_read_without_being_named(tmp_path):
+    _write(tmp_path, "train_reconstructed.txt", "0 1\n")
+    _write(tmp_path, "valid.txt", "0 1\n")
+    assert _error(tmp_path) == (
+        f"{tmp_path}: no train.txt (or train.txt.gz); found train_reconstructed.txt: "
+        "pass --train_file=train_reconstructed, or name it in split.json"
+    )
+
+
+def test_malformed_split_json_is_a_one_line_error(tmp_path):
+    _write(tmp_path, "train.txt", "0 1\n")
+    _write(tmp_path, "split.json", '{"train": "train.txt",\n')
+    assert _error(tmp_path).startswith(f"{tmp_path / 'split.json'}: not valid JSON (")
 
 
 def test_gzip_files(tmp_path):
