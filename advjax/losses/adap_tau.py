@@ -8,7 +8,17 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from advjax.losses.ccl import _check_cos_shapes
-from advjax.losses.infonce import _as_inexact, _contrastive_nll
+from advjax.losses.infonce import _as_inexact, _contrastive_nll, infonce
+from advjax.losses.spec import (
+    EpochView,
+    Loss,
+    LossInputs,
+    LossValue,
+    Setting,
+    non_negative,
+    positive,
+)
+from advjax.models.scores import l2_normalize
 
 _INV_E = math.exp(-1.0)
 # 1/e - _INV_E: float64 rounds 1/e up by this much.
@@ -255,3 +265,89 @@ def adap_tau_user(
     if mask is not None:
         tau_u = jnp.where(mask, tau_u, tau_0)
     return tau_u
+
+
+# Training with Adap-tau. Its per-run state (TrainState.loss_state) holds
+# "tau_user" [U], the temperatures of the running epoch, and "loss_sum", "loss_count"
+# [U], each user's InfoNCE at temperature 1 summed over it; each CF epoch starts by
+# turning the previous epoch's sums into new temperatures.
+
+
+def _init_state(cfg, n_users: int, n_items: int) -> dict:
+    return {
+        "tau_user": jnp.full((n_users,), cfg.tau, jnp.float32),
+        "loss_sum": jnp.zeros((n_users,), jnp.float32),
+        "loss_count": jnp.zeros((n_users,), jnp.float32),
+    }
+
+
+def epoch_temperatures(cfg, stats: dict, view: EpochView) -> dict:
+    """Adap-tau's temperatures for the coming epoch; the loss sums restart from zero.
+
+    tau_0 is --tau during the warm-up, then follows the embeddings (adap_tau_0 over
+    users above the 20% quantile of training degree, as the public code counts them);
+    a non-positive tau_0 (positives not yet above the mean cosine) keeps --tau. Each
+    user's tau_u comes from its mean InfoNCE at temperature 1 over the previous epoch
+    (adap_tau_user); users without one get tau_0.
+    """
+    pairs = view.pairs
+    user_emb, item_emb = view.final_embeddings()
+    user_hat, item_hat = l2_normalize(user_emb), l2_normalize(item_emb)
+    degree = jnp.diff(pairs.indptr)
+    pair_user = jnp.searchsorted(pairs.indptr, jnp.arange(pairs.items.shape[0]), side="right") - 1
+    threshold = jnp.quantile(degree[pairs.active_users].astype(jnp.float32), 0.2)
+    counted = degree > threshold
+    pos_cos = jnp.sum(user_hat[pair_user] * item_hat[pairs.items], axis=-1)
+    user_mean = user_hat @ jnp.mean(item_hat, axis=0)
+    tau_0 = adap_tau_0(
+        pos_cos,
+        user_mean,
+        n_items=item_emb.shape[0],
+        pos_where=counted[pair_user],
+        user_where=counted,
+    )
+    fixed = (view.epoch < cfg.adap_tau_warm_up) | ~(tau_0 > 0)
+    tau_0 = jnp.where(fixed, jnp.float32(cfg.tau), tau_0)
+    seen = stats["loss_count"] > 0
+    mean_loss = stats["loss_sum"] / jnp.maximum(stats["loss_count"], 1.0)
+    tau_user = adap_tau_user(mean_loss, tau_0, beta=cfg.adap_tau_beta, where=seen)
+    zeros = jnp.zeros_like(stats["loss_sum"])
+    return {"tau_user": tau_user, "loss_sum": zeros, "loss_count": zeros}
+
+
+def _value(cfg, inputs: LossInputs) -> LossValue:
+    tau_user = inputs.loss_state["tau_user"][inputs.users]
+    loss = adap_tau_loss(inputs.pos_cos, inputs.neg_cos, tau_user)
+    user_loss = jax.lax.stop_gradient(infonce(inputs.pos_cos, inputs.neg_cos))
+    return LossValue(loss, batch_stats={"user_loss": user_loss})
+
+
+def _accumulate(stats: dict, users: jax.Array, batch_stats: dict) -> dict:
+    return {
+        **stats,
+        "loss_sum": stats["loss_sum"].at[users].add(batch_stats["user_loss"]),
+        "loss_count": stats["loss_count"].at[users].add(1.0),
+    }
+
+
+LOSS = Loss(
+    name="adap_tau",
+    value=_value,
+    settings=(
+        Setting(
+            "adap_tau_warm_up",
+            100,
+            "Adap-tau: epochs with tau_0 = --tau before tau_0 follows the embeddings.",
+            non_negative,
+        ),
+        Setting(
+            "adap_tau_beta",
+            1.0,
+            "Adap-tau: scale beta of the per-user loss deviations (Lambert-W form).",
+            positive,
+        ),
+    ),
+    init_state=_init_state,
+    epoch_start=epoch_temperatures,
+    accumulate=_accumulate,
+)

@@ -7,6 +7,8 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from advjax.losses.infonce import _as_inexact, _check_logit_shapes, _contrastive_nll
+from advjax.losses.spec import Adversary, Loss, LossInputs, LossValue, Setting, one_of, positive
+from advjax.models.hardness import KINDS, hardness_logits, init_hardness
 
 
 def _check_hardness_shape(hardness_logits: jax.Array) -> None:
@@ -120,3 +122,77 @@ def adv_infonce(
         raise ValueError(f"k_neg must be > 0; got k_neg={k_neg}.")
     log_k = jnp.log(jnp.asarray(k_neg, pos.dtype))
     return _contrastive_nll(pos, neg + hardness_delta(hardness) + log_k)
+
+
+# Training with AdvInfoNCE: how the hardness logits of a batch are set
+# (--hardness_strategy, Fig. 2b/4c of the paper). "adversarial" and "reverse" train a
+# hardness model (--hardness) in adversarial passes, ascending or descending the loss;
+# "random" draws logits U[0, 1) per negative from the batch key (InfoNCE-Rand); "none"
+# uses delta = 0 (with K = 1 that is InfoNCE). The last two train no model.
+STRATEGIES = ("adversarial", "reverse", "random", "none")
+_TRAINED = ("adversarial", "reverse")
+
+
+def hardness_for(cfg, inputs: LossInputs) -> jax.Array:
+    """[B, N] hardness logits of the batch's negatives under cfg.hardness_strategy."""
+    if cfg.hardness_strategy == "none":
+        return jnp.zeros(inputs.negs.shape, jnp.float32)
+    if cfg.hardness_strategy == "random":
+        if inputs.key is None:
+            raise ValueError("the random hardness strategy needs a key")
+        return jax.random.uniform(inputs.key, inputs.negs.shape, jnp.float32)
+    return hardness_logits(
+        inputs.adv_params, cfg.hardness, inputs.users, inputs.negs, inputs.cf_params
+    )
+
+
+def _value(cfg, inputs: LossInputs) -> LossValue:
+    hard = hardness_for(cfg, inputs)
+    loss = adv_infonce(inputs.pos_cos / cfg.tau, inputs.neg_cos / cfg.tau, hard, k_neg=cfg.k_neg)
+    return LossValue(loss, diagnostics={"kl": hardness_kl(hard)})
+
+
+def _adversary(cfg) -> Adversary | None:
+    if cfg.hardness_strategy not in _TRAINED:
+        return None
+
+    def init(key: jax.Array, n_users: int, n_items: int) -> dict:
+        return init_hardness(
+            key, cfg.hardness, n_users=n_users, n_items=n_items, cf_dim=cfg.emb_dim
+        )
+
+    return Adversary(init=init, ascent=cfg.hardness_strategy == "adversarial")
+
+
+def _label(cfg) -> str:
+    """ "adv_infonce-embed", "adv_infonce-mlp-reverse", "adv_infonce-random", ..."""
+    label = "adv_infonce"
+    if cfg.hardness_strategy in _TRAINED:
+        label += f"-{cfg.hardness}"
+    if cfg.hardness_strategy != "adversarial":
+        label += f"-{cfg.hardness_strategy}"
+    return label
+
+
+LOSS = Loss(
+    name="adv_infonce",
+    value=_value,
+    settings=(
+        Setting(
+            "hardness", "embed", "Hardness model of adv_infonce: embed or mlp.", one_of(*KINDS)
+        ),
+        Setting(
+            "hardness_strategy",
+            "adversarial",
+            "How adv_infonce sets hardness: adversarial (the adversary maximises the loss), "
+            "reverse (it minimises it: AdvInfoNCE-Reverse), random (logits drawn uniformly in "
+            "[0, 1) per negative and step: InfoNCE-Rand), none (delta = 0).",
+            one_of(*STRATEGIES),
+        ),
+        Setting(
+            "k_neg", 64.0, "K, weight of the negative term of adv_infonce (paper: 64).", positive
+        ),
+    ),
+    adversary=_adversary,
+    label=_label,
+)

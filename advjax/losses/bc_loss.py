@@ -6,8 +6,12 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from advjax.data.popularity import popularity_levels
 from advjax.losses.ccl import _check_cos_shapes
-from advjax.losses.infonce import _as_inexact, _contrastive_nll
+from advjax.losses.infonce import _as_inexact, _contrastive_nll, infonce
+from advjax.losses.spec import Loss, LossInputs, LossValue, Setting, non_negative, one_of, positive
+from advjax.models.mf import init_embeddings
+from advjax.models.scores import l2_normalize, pair_scores
 
 
 def bias_margin(pos_bias_cos: ArrayLike) -> jax.Array:
@@ -115,3 +119,76 @@ def bc_loss(
     shifted = jnp.where(cos_theta + cos_m <= 0.0, -one, cos_theta * cos_m - sin_theta * sin_m)
     tau = jnp.asarray(tau, pos.dtype)
     return _contrastive_nll(shifted / tau, neg / tau)
+
+
+# Training with BC loss. Its popularity branch is a pair of CF parameter groups,
+# "pop_user" [user levels, d] and "pop_item" [item levels, d], indexed by the popularity
+# level of a user or item (advjax.data.popularity). The first --bc_pop_epochs epochs
+# train the branch alone on its InfoNCE; then the branch rests and the main tables
+# train on the margin loss.
+_BRANCH = ("pop_user", "pop_item")
+
+
+def _prepare(data) -> dict:
+    user_level, item_level = popularity_levels(data.train, data.n_items)
+    return {"user_level": user_level, "item_level": item_level}
+
+
+def _init_params(cfg, key: jax.Array, loss_data: dict) -> dict:
+    n_user_levels = int(loss_data["user_level"].max()) + 1
+    n_item_levels = int(loss_data["item_level"].max()) + 1
+    branch = init_embeddings(key, n_user_levels, n_item_levels, cfg.emb_dim)
+    return {"pop_user": branch["user"], "pop_item": branch["item"]}
+
+
+def _branch_phase(cfg, epoch: jax.Array) -> jax.Array:
+    return epoch < cfg.bc_pop_epochs
+
+
+def _trains(cfg, epoch: jax.Array) -> dict:
+    phase = _branch_phase(cfg, epoch)
+    return {"user": ~phase, "item": ~phase, "pop_user": phase, "pop_item": phase}
+
+
+def _value(cfg, inputs: LossInputs) -> LossValue:
+    """The branch's InfoNCE in its phase, the margin loss after."""
+    params, levels = inputs.cf_params, inputs.loss_data
+    raw_users = params["pop_user"][levels["user_level"][inputs.users]]
+    raw_items = params["pop_item"][levels["item_level"]]
+    pop_users, pop_items = l2_normalize(raw_users), l2_normalize(raw_items)
+    pos_bias = pair_scores(pop_users, pop_items, inputs.pos[:, None])[:, 0]
+    neg_bias = pair_scores(pop_users, pop_items, inputs.negs)
+    branch = infonce(pos_bias / cfg.bc_tau_bias, neg_bias / cfg.bc_tau_bias)
+    if cfg.bc_margin == "arccos":
+        margin = bias_margin(pos_bias)
+    else:
+        margin = 1.0 - jax.nn.sigmoid(pair_scores(raw_users, raw_items, inputs.pos[:, None])[:, 0])
+    main = bc_loss(inputs.pos_cos, inputs.neg_cos, margin, tau=cfg.tau)
+    return LossValue(jnp.where(_branch_phase(cfg, inputs.epoch), branch, main))
+
+
+LOSS = Loss(
+    name="bc_loss",
+    value=_value,
+    settings=(
+        Setting(
+            "bc_tau_bias", 0.1, "BC loss: temperature tau2 of the popularity branch.", positive
+        ),
+        Setting(
+            "bc_margin",
+            "arccos",
+            "BC loss margin: arccos (the paper: arccos of the branch's cosine) or sigmoid (the "
+            "public code: 1 - sigmoid of the branch's raw inner product).",
+            one_of("arccos", "sigmoid"),
+        ),
+        Setting(
+            "bc_pop_epochs",
+            5,
+            "BC loss: first epochs train only the popularity branch, which then stays fixed.",
+            non_negative,
+        ),
+    ),
+    prepare=_prepare,
+    init_params=_init_params,
+    trains=_trains,
+)

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from advjax.losses.infonce import _as_inexact, _check_logit_shapes
+from advjax.losses.spec import Loss, LossInputs, LossValue
 
 
 def bpr(pos_logits: ArrayLike, neg_logits: ArrayLike) -> jax.Array:
@@ -37,3 +38,10 @@ def bpr(pos_logits: ArrayLike, neg_logits: ArrayLike) -> jax.Array:
     pos, neg = _as_inexact(pos_logits, neg_logits)
     _check_logit_shapes(pos, neg)
     return jnp.mean(jax.nn.softplus(neg - pos[:, None]), axis=-1)
+
+
+def _value(cfg, inputs: LossInputs) -> LossValue:
+    return LossValue(bpr(inputs.pos_cos / cfg.tau, inputs.neg_cos / cfg.tau))
+
+
+LOSS = Loss(name="bpr", value=_value)

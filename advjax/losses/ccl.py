@@ -5,6 +5,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from advjax.losses.infonce import _as_inexact, _check_logit_shapes
+from advjax.losses.spec import Loss, LossInputs, LossValue, Setting, positive
 
 
 def _check_cos_shapes(pos_cos: jax.Array, neg_cos: jax.Array) -> None:
@@ -53,3 +54,22 @@ def ccl(
         raise ValueError(f"neg_weight must be >= 0; got neg_weight={neg_weight}.")
     neg_term = jnp.mean(jax.nn.relu(neg - jnp.asarray(margin, neg.dtype)), axis=-1)
     return (1.0 - pos) + jnp.asarray(neg_weight, pos.dtype) * neg_term
+
+
+def _margin_is_a_cosine(value) -> str | None:
+    return None if -1.0 <= value <= 1.0 else "must be a cosine in [-1, 1]"
+
+
+def _value(cfg, inputs: LossInputs) -> LossValue:
+    loss = ccl(inputs.pos_cos, inputs.neg_cos, margin=cfg.ccl_margin, neg_weight=cfg.ccl_neg_weight)
+    return LossValue(loss)
+
+
+LOSS = Loss(
+    name="ccl",
+    value=_value,
+    settings=(
+        Setting("ccl_margin", 0.4, "CCL: margin m on the negatives' cosines.", _margin_is_a_cosine),
+        Setting("ccl_neg_weight", 1.0, "CCL: weight w of the mean negative term.", positive),
+    ),
+)

@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from advjax.losses.spec import Loss, LossInputs, LossValue
+
 
 def _as_inexact(*xs: ArrayLike) -> tuple[jax.Array, ...]:
     """Converts inputs to arrays of one common inexact dtype (ints become floats)."""
@@ -78,3 +80,10 @@ def infonce(pos_logits: ArrayLike, neg_logits: ArrayLike) -> jax.Array:
     pos, neg = _as_inexact(pos_logits, neg_logits)
     _check_logit_shapes(pos, neg)
     return _contrastive_nll(pos, neg)
+
+
+def _value(cfg, inputs: LossInputs) -> LossValue:
+    return LossValue(infonce(inputs.pos_cos / cfg.tau, inputs.neg_cos / cfg.tau))
+
+
+LOSS = Loss(name="infonce", value=_value)

@@ -24,7 +24,6 @@ import threading
 from collections.abc import Callable
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from advjax.errors import ConfigError, WorkdirError
@@ -39,15 +38,6 @@ from advjax.train.state import TrainState
 
 # Settings that change nothing a checkpoint holds: a run may resume with other values.
 _RESUMABLE_CHANGES = ("max_epochs", "eval_batch_size")
-
-
-@dataclasses.dataclass
-class LoopState:
-    """Early-stopping bookkeeping saved beside the TrainState."""
-
-    best_score: float = -np.inf
-    best_epoch: int = 0
-    stale: int = 0
 
 
 class _QuietWriters:
@@ -179,12 +169,13 @@ class RunCheckpoints:
                     shutil.rmtree(os.path.join(self.workdir, sub), ignore_errors=True)
         write_atomically(path, json.dumps(current, indent=2))
 
-    def save(self, state: TrainState, loop: LoopState) -> None:
-        """Saves the state reached after epoch `state.epoch` with its loop bookkeeping."""
+    def save(self, state: TrainState, stopping: dict) -> None:
+        """Saves the state reached after epoch `state.epoch` with the early-stopping
+        record beside it (EarlyStopping.record)."""
         epoch = int(state.epoch)
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(_host_tree(state)),
-            loop=ocp.args.JsonSave(dataclasses.asdict(loop)),
+            loop=ocp.args.JsonSave(stopping),
         )
         self._guarded_save(self._states, epoch, args, "checkpoint")
 
@@ -209,8 +200,8 @@ class RunCheckpoints:
             "the previous checkpoints are intact"
         )
 
-    def restore_latest(self, template: TrainState) -> tuple[TrainState, LoopState] | None:
-        """The newest readable checkpoint, or None when there is none.
+    def restore_latest(self, template: TrainState) -> tuple[TrainState, dict] | None:
+        """The newest readable checkpoint (state, early-stopping record), or None.
 
         A checkpoint that fails to restore is reported in one line and moved to
         checkpoints_unreadable/, and the next older one is tried.
@@ -229,12 +220,12 @@ class RunCheckpoints:
                 continue
             tree = restored.state
             state = tree.replace(key=jax.random.wrap_key_data(tree.key))
-            loop = LoopState(**restored.loop)
+            stopping = dict(restored.loop)
             # A best checkpoint newer than this state belongs to epochs about to be replayed.
             for step in self._best.all_steps():
-                if step > loop.best_epoch:
+                if step > stopping["best_epoch"]:
                     self._best.delete(step)
-            return state, loop
+            return state, stopping
         return None
 
     def restore_best(self, template_params):

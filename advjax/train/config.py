@@ -5,12 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from advjax.errors import ConfigError
+from advjax.losses.registry import LOSSES, all_settings
+from advjax.losses.spec import Loss
 from advjax.models import propagation
-
-LOSSES = ("bpr", "infonce", "adv_infonce", "ccl", "bc_loss", "adap_tau")
-# How adv_infonce's hardness is set (Fig. 2b/4c): trained to maximise the loss, trained
-# to minimise it, drawn at random per negative, or absent (delta = 0).
-HARDNESS_STRATEGIES = ("adversarial", "reverse", "random", "none")
 
 
 def _setting(default, help_text: str):
@@ -19,8 +16,8 @@ def _setting(default, help_text: str):
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Hyperparameters and run settings. Defaults: MF + AdvInfoNCE on Coat (SPEC §3).
+class _RunSettings:
+    """The settings every run has; TrainConfig adds the registered losses' own.
 
     Each field's help text sits in its metadata (``_setting``); experiments.run turns
     every field into a flag with that text, so ``--help`` is the field reference.
@@ -36,6 +33,11 @@ class TrainConfig:
         "Split directory: train.txt, valid.txt, test_id.txt / test_ood.txt[.gz]; overrides "
         "dataset.",
     )
+    train_file: str = _setting(
+        "",
+        "Stem of the training file in --data_dir when it is not 'train' (kuairec2 ships "
+        "train_reconstructed); a split.json in the directory may name it instead.",
+    )
     n_users: int = _setting(
         0, "Declared number of users; a larger id is an error. 0: max id + 1 of the data."
     )
@@ -45,48 +47,23 @@ class TrainConfig:
     n_layers: int = _setting(0, "LightGCN propagation layers; 0 = MF.")
     propagation: str = _setting(
         "auto",
-        "LightGCN sparse product: auto (fastest measured on this platform), bcoo, "
-        "segment_sum, host_csr (CPU), csr (cuSPARSE on CUDA).",
+        "LightGCN sparse product: auto (fastest measured on this platform, or "
+        "$ADVJAX_PROPAGATION), bcoo, segment_sum, host_csr (CPU), csr (cuSPARSE on CUDA).",
     )
     emb_dim: int = _setting(64, "Embedding size.")
     loss: str = _setting(
         "adv_infonce",
-        "Training loss: bpr, infonce, adv_infonce, ccl, bc_loss or adap_tau (advjax.losses).",
-    )
-    hardness: str = _setting("embed", "Hardness model of adv_infonce: embed or mlp.")
-    hardness_strategy: str = _setting(
-        "adversarial",
-        "How adv_infonce sets hardness: adversarial (the adversary maximises the loss), "
-        "reverse (it minimises it: AdvInfoNCE-Reverse), random (logits drawn uniformly in "
-        "[0, 1) per negative and step: InfoNCE-Rand), none (delta = 0).",
+        f"Training loss: {', '.join(LOSSES)} (advjax.losses; each adds its own flags).",
     )
     tau: float = _setting(
         0.75,
         "Temperature of the cosine logits (bpr, infonce, adv_infonce; tau1 of bc_loss; the "
         "warm-up temperature of adap_tau).",
     )
-    ccl_margin: float = _setting(0.4, "CCL: margin m on the negatives' cosines.")
-    ccl_neg_weight: float = _setting(1.0, "CCL: weight w of the mean negative term.")
-    bc_tau_bias: float = _setting(0.1, "BC loss: temperature tau2 of the popularity branch.")
-    bc_margin: str = _setting(
-        "arccos",
-        "BC loss margin: arccos (the paper: arccos of the branch's cosine) or sigmoid (the "
-        "public code: 1 - sigmoid of the branch's raw inner product).",
-    )
-    bc_pop_epochs: int = _setting(
-        5, "BC loss: first epochs train only the popularity branch, which then stays fixed."
-    )
-    adap_tau_warm_up: int = _setting(
-        100, "Adap-tau: epochs with tau_0 = --tau before tau_0 follows the embeddings."
-    )
-    adap_tau_beta: float = _setting(
-        1.0, "Adap-tau: scale beta of the per-user loss deviations (Lambert-W form)."
-    )
-    k_neg: float = _setting(64.0, "K, weight of the negative term of adv_infonce (paper: 64).")
     n_neg: int = _setting(64, "Sampled negatives per positive.")
     batch_size: int = _setting(1024, "Training batch size; the incomplete last batch is dropped.")
     lr: float = _setting(1e-3, "Adam learning rate of the CF model.")
-    lr_adv: float = _setting(1e-2, "Adam learning rate of the hardness model.")
+    lr_adv: float = _setting(1e-2, "Adam learning rate of the adversary (hardness model).")
     l2_reg: float = _setting(1e-5, "L2 regulariser weight on layer-0 embeddings.")
     t_adv: int = _setting(
         15, "Adversarial period T_adv: candidate epochs e with (e + 3) % T_adv == 0."
@@ -110,16 +87,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.loss not in LOSSES:
-            raise ConfigError(f"unknown loss {self.loss!r}; choose one of {LOSSES}")
-        if self.hardness_strategy not in HARDNESS_STRATEGIES:
-            raise ConfigError(
-                f"unknown hardness_strategy {self.hardness_strategy!r}; choose one of "
-                f"{HARDNESS_STRATEGIES}"
-            )
-        if self.bc_margin not in ("arccos", "sigmoid"):
-            raise ConfigError(f"unknown bc_margin {self.bc_margin!r}; choose arccos or sigmoid")
-        if self.hardness not in ("embed", "mlp"):
-            raise ConfigError(f"unknown hardness model {self.hardness!r}; choose embed or mlp")
+            raise ConfigError(f"unknown loss {self.loss!r}; choose one of {tuple(LOSSES)}")
         if self.propagation not in ("auto", *propagation.METHODS):
             raise ConfigError(
                 f"unknown propagation {self.propagation!r}; choose auto or one of "
@@ -136,32 +104,51 @@ class TrainConfig:
             "e_adv",
             "patience",
             "warm_up_epochs",
-            "bc_pop_epochs",
-            "adap_tau_warm_up",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("ccl_neg_weight", "bc_tau_bias", "adap_tau_beta"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not -1.0 <= self.ccl_margin <= 1.0:
-            raise ConfigError(f"ccl_margin must be a cosine in [-1, 1], got {self.ccl_margin}")
-        if self.tau <= 0 or self.k_neg <= 0:
-            raise ConfigError(f"tau and k_neg must be > 0, got {self.tau} and {self.k_neg}")
+        if self.tau <= 0:
+            raise ConfigError(f"tau must be > 0, got {self.tau}")
         if not self.ks or min(self.ks) < 1:
             raise ConfigError(f"ks must be positive cut-offs, got {self.ks}")
         if 20 not in self.ks:
             raise ConfigError("ks must include 20: early stopping watches valid Recall@20")
+        for setting in all_settings():
+            problem = setting.check(getattr(self, setting.name))
+            if problem:
+                raise ConfigError(f"{setting.name} {problem}, got {getattr(self, setting.name)!r}")
 
     @property
-    def uses_hardness(self) -> bool:
-        """Whether the loss reads hardness logits (adv_infonce)."""
-        return self.loss == "adv_infonce"
+    def loss_spec(self) -> Loss:
+        """The spec of --loss (advjax.losses.registry)."""
+        return LOSSES[self.loss]
+
+    @property
+    def loss_label(self) -> str:
+        """The loss as progress lines and default workdirs name it: "adv_infonce-embed"."""
+        return self.loss_spec.label_of(self)
 
     @property
     def trains_adversary(self) -> bool:
-        """Whether a hardness model exists and adversarial epochs run."""
-        return self.uses_hardness and self.hardness_strategy in ("adversarial", "reverse")
+        """Whether the loss has an adversary, so adversarial passes run."""
+        return self.loss_spec.adversary(self) is not None
+
+
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig",
+    [
+        (s.name, type(s.default), dataclasses.field(default=s.default, metadata={"help": s.help}))
+        for s in all_settings()
+    ],
+    bases=(_RunSettings,),
+    frozen=True,
+)
+TrainConfig.__module__ = __name__
+TrainConfig.__doc__ = """Hyperparameters and run settings (defaults: MF + AdvInfoNCE on Coat, SPEC §3).
+
+The fields of _RunSettings, then each registered loss's settings
+(advjax.losses.registry): adding a loss adds its flags here without editing this file.
+"""
 
 
 def config_dict(cfg: TrainConfig) -> dict:

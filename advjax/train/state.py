@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from advjax.models import init_embeddings, init_hardness
+from advjax.models import init_embeddings
 from advjax.train.config import TrainConfig
 
 
@@ -15,18 +15,18 @@ class TrainState(struct.PyTreeNode):
     """CF model and hardness model with their Adam states, counters and the root key.
 
     Attributes:
-      cf_params: {"user": [U, d], "item": [I, d]} layer-0 embeddings; BC loss adds its
-        popularity branch {"pop_user": [user levels, d], "pop_item": [item levels, d]}.
+      cf_params: {"user": [U, d], "item": [I, d]} layer-0 embeddings, and the loss's
+        own parameter groups (BC loss: its popularity branch "pop_user", "pop_item").
       cf_opt: optax state of the CF optimiser.
-      adv_params: hardness model parameters (empty dict when the loss has no adversary).
-      adv_opt: optax state of the hardness optimiser.
+      adv_params: the adversary's parameters, e.g. AdvInfoNCE's hardness model (empty
+        dict when the loss has none).
+      adv_opt: optax state of the adversary's optimiser.
       step: int32 [], CF batches taken.
       epoch: int32 [], CF epochs finished.
       adv_epochs: int32 [], adversarial epochs finished.
       key: the run's root PRNG key; every draw folds counters into it.
-      loss_state: what a loss carries across epochs (empty for most). Adap-tau:
-        {"tau_user": [U] temperatures of the running epoch, "loss_sum": [U] and
-        "loss_count": [U] each user's InfoNCE at temperature 1 summed over it}.
+      loss_state: what the loss carries across epochs (its spec's init_state; empty for
+        most), e.g. Adap-tau's per-user temperatures and loss sums.
     """
 
     cf_params: dict
@@ -41,41 +41,35 @@ class TrainState(struct.PyTreeNode):
 
 
 def make_optimizers(cfg: TrainConfig) -> tuple[optax.GradientTransformation, ...]:
-    """(CF optimiser, hardness optimiser): two independent Adams (SPEC §3)."""
+    """(CF optimiser, adversary optimiser): two independent Adams (SPEC §3)."""
     return optax.adam(cfg.lr), optax.adam(cfg.lr_adv)
 
 
 def init_state(
-    cfg: TrainConfig,
-    *,
-    n_users: int,
-    n_items: int,
-    pop_levels: tuple[int, int] = (1, 1),
+    cfg: TrainConfig, *, n_users: int, n_items: int, loss_data: dict | None = None
 ) -> TrainState:
     """Fresh state from cfg.seed: Xavier-normal embeddings, zeroed Adam moments.
 
-    pop_levels: (user, item) popularity level counts, for BC loss's branch
-    (advjax.data.popularity).
+    The loss's spec (cfg.loss_spec) adds its parameter groups (from their own key
+    stream, so the main tables are those of every loss at this seed), its per-run
+    state and its adversary's parameters.
+
+    Args:
+      cfg: run settings.
+      n_users, n_items: table sizes.
+      loss_data: the arrays the loss's `prepare` returned (TrainData.loss_data).
     """
+    spec = cfg.loss_spec
+    loss_data = loss_data or {}
     root = jax.random.key(cfg.seed)
     key_cf, key_adv, key_run = jax.random.split(root, 3)
     cf_params = init_embeddings(key_cf, n_users, n_items, cfg.emb_dim)
-    if cfg.loss == "bc_loss":
-        # Its own stream: the main tables stay those of the other losses at this seed.
-        pop = init_embeddings(jax.random.fold_in(key_cf, 1), *pop_levels, cfg.emb_dim)
-        cf_params = {**cf_params, "pop_user": pop["user"], "pop_item": pop["item"]}
-    loss_state = {}
-    if cfg.loss == "adap_tau":
-        loss_state = {
-            "tau_user": jnp.full((n_users,), cfg.tau, jnp.float32),
-            "loss_sum": jnp.zeros((n_users,), jnp.float32),
-            "loss_count": jnp.zeros((n_users,), jnp.float32),
-        }
-    adv_params = {}
-    if cfg.trains_adversary:
-        adv_params = init_hardness(
-            key_adv, cfg.hardness, n_users=n_users, n_items=n_items, cf_dim=cfg.emb_dim
-        )
+    if spec.init_params:
+        extra = spec.init_params(cfg, jax.random.fold_in(key_cf, 1), loss_data)
+        cf_params = {**cf_params, **extra}
+    loss_state = spec.init_state(cfg, n_users, n_items) if spec.init_state else {}
+    adversary = spec.adversary(cfg)
+    adv_params = adversary.init(key_adv, n_users, n_items) if adversary else {}
     cf_tx, adv_tx = make_optimizers(cfg)
 
     # Separate buffers per counter: the epoch functions donate the whole state.

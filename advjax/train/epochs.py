@@ -1,0 +1,135 @@
+"""One compiled epoch of each kind: lax.scan of a step (advjax/train/step.py) over batches.
+
+Each epoch samples its positives and every batch's negatives on device, from keys
+folded out of the run's root key and counters (WORKSPACE.md, "Random streams"), so a
+state restored at an epoch boundary replays exactly. The dataset's arrays arrive as
+arguments (never closed over: XLA would constant-fold the graph's scatters and compile
+for minutes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from advjax.errors import ConfigError
+from advjax.losses.spec import EpochView
+from advjax.models import lightgcn_embed
+from advjax.models.scores import l2_normalize
+from advjax.sampling import bisection_steps, epoch_positives, sample_negatives
+from advjax.train.config import TrainConfig
+from advjax.train.state import TrainState
+from advjax.train.step import Batch, FrozenTables, adversary_step, cf_step
+
+if typing.TYPE_CHECKING:  # setup imports this module
+    from advjax.train.setup import TrainData
+
+# Independent random streams folded into the root key.
+_CF_STREAM, _ADV_STREAM = 0, 1
+# Streams folded into an epoch's key.
+_POSITIVES, _NEGATIVES, _BATCH_KEYS = 0, 1, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochFns:
+    """The jitted epochs of one run; each returns (state, {"loss", ...} epoch means).
+
+    cf_epoch(state, data) updates the CF model over one epoch (the adversary frozen).
+    adv_epoch(state, data) updates the adversary over one epoch (the CF model frozen;
+    its embeddings are computed once for the whole pass).
+    embed(cf_params, data) -> (user_emb, item_emb) final embeddings for evaluation.
+    """
+
+    cf_epoch: Callable
+    adv_epoch: Callable
+    embed: Callable
+    n_batches: int
+
+
+def make_epoch_fns(
+    cfg: TrainConfig,
+    *,
+    n_items: int,
+    n_samples: int,
+    max_degree: int,
+    trace_hook: Callable[[Callable], Callable] = lambda fn: fn,
+) -> EpochFns:
+    """Builds the jitted epochs for a dataset of the given sizes.
+
+    Args:
+      cfg: run settings.
+      n_items: number of items.
+      n_samples: positives per epoch (|O+| for a whole epoch).
+      max_degree: the largest number of training items of one user.
+      trace_hook: wraps each epoch before jit; tests pass chex.assert_max_traces.
+    """
+    n_batches = n_samples // cfg.batch_size
+    if n_batches == 0:
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} exceeds the {n_samples} training pairs: no complete batch"
+        )
+    steps = bisection_steps(max_degree)
+    spec = cfg.loss_spec
+
+    def embed(cf_params, data: TrainData):
+        return lightgcn_embed(cf_params, data.graph, n_layers=cfg.n_layers, method=data.propagation)
+
+    def scan_batches(step, state: TrainState, data: TrainData, epoch_key, with_keys: bool):
+        """Scans `step(state, batch)` over the epoch's batches drawn from `epoch_key`."""
+        users_all, pos_all = epoch_positives(
+            jax.random.fold_in(epoch_key, _POSITIVES),
+            data.pairs,
+            n_samples=n_samples,
+            n_batches=n_batches,
+            batch_size=cfg.batch_size,
+        )
+
+        def body(state, xs):
+            index, users, pos = xs
+            neg_key = jax.random.fold_in(jax.random.fold_in(epoch_key, _NEGATIVES), index)
+            negs = sample_negatives(
+                neg_key, data.pairs, users, n_neg=cfg.n_neg, n_items=n_items, steps=steps
+            )
+            key = None
+            if with_keys:
+                key = jax.random.fold_in(jax.random.fold_in(epoch_key, _BATCH_KEYS), index)
+            return step(state, Batch(users, pos, negs, key))
+
+        state, stats = jax.lax.scan(body, state, (jnp.arange(n_batches), users_all, pos_all))
+        return state, {name: jnp.mean(values) for name, values in stats.items()}
+
+    def cf_epoch(state: TrainState, data: TrainData):
+        epoch_key = jax.random.fold_in(jax.random.fold_in(state.key, _CF_STREAM), state.epoch)
+        if spec.epoch_start:
+            view = EpochView(
+                epoch=state.epoch,
+                pairs=data.pairs,
+                final_embeddings=lambda: embed(jax.lax.stop_gradient(state.cf_params), data),
+            )
+            state = state.replace(loss_state=spec.epoch_start(cfg, state.loss_state, view))
+        state, stats = scan_batches(
+            lambda s, batch: cf_step(cfg, s, data, batch), state, data, epoch_key, True
+        )
+        return state.replace(epoch=state.epoch + 1), stats
+
+    def adv_epoch(state: TrainState, data: TrainData):
+        epoch_key = jax.random.fold_in(jax.random.fold_in(state.key, _ADV_STREAM), state.adv_epochs)
+        cf_params = jax.lax.stop_gradient(state.cf_params)
+        user_emb, item_emb = embed(cf_params, data)
+        frozen = FrozenTables(cf_params, l2_normalize(user_emb), l2_normalize(item_emb))
+        state, stats = scan_batches(
+            lambda s, batch: adversary_step(cfg, s, data, batch, frozen),
+            state, data, epoch_key, False,
+        )  # fmt: skip
+        return state.replace(adv_epochs=state.adv_epochs + 1), stats
+
+    return EpochFns(
+        cf_epoch=jax.jit(trace_hook(cf_epoch), donate_argnums=0),
+        adv_epoch=jax.jit(trace_hook(adv_epoch), donate_argnums=0),
+        embed=jax.jit(embed),
+        n_batches=n_batches,
+    )

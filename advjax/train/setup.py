@@ -1,0 +1,121 @@
+"""From a configuration to what training needs: the split, device arrays, compiled
+epochs, evaluators and a fresh state. The loop, the benchmarks and the tests all set
+a run up through `setup_run`, so they train the same thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax.numpy as jnp
+from flax import struct
+
+from advjax.data import SplitData, load_dataset
+from advjax.data.graph import Graph, empty_graph, normalized_graph
+from advjax.evaluation import Evaluator, build_evaluators
+from advjax.models.propagation import prepare_graph, resolve_method
+from advjax.sampling import TrainPairs, make_train_pairs
+from advjax.train.config import TrainConfig
+from advjax.train.epochs import EpochFns, make_epoch_fns
+from advjax.train.state import TrainState, init_state
+
+
+class TrainData(struct.PyTreeNode):
+    """The device arrays an epoch reads, and how to propagate over them.
+
+    Attributes:
+      pairs: the training pairs.
+      graph: the model's graph operand (advjax.models.propagation.prepare_graph);
+        empty for MF.
+      loss_data: the arrays the loss's spec prepared from the split ({} for most;
+        BC loss: popularity levels).
+      propagation: the resolved propagation path (static: part of the compiled code).
+    """
+
+    pairs: TrainPairs
+    graph: Graph
+    loss_data: dict
+    propagation: str = struct.field(pytree_node=False)
+
+
+def load_split(cfg: TrainConfig) -> SplitData:
+    """The split cfg names: --data_dir, else the embedded --dataset."""
+    return load_dataset(
+        cfg.dataset,
+        cfg.data_dir or None,
+        n_users=cfg.n_users or None,
+        n_items=cfg.n_items or None,
+        train_file=cfg.train_file or None,
+    )
+
+
+def make_train_data(cfg: TrainConfig, data: SplitData) -> TrainData:
+    """Device arrays of a split's training pairs, its graph when LightGCN needs one,
+    and what the loss prepares; the propagation path is resolved here, once."""
+    method = resolve_method(cfg.propagation)
+    graph = empty_graph()
+    if cfg.n_layers:  # MF never propagates; an empty graph keeps one TrainData type
+        graph = prepare_graph(
+            normalized_graph(data.train, data.n_items), data.n_users, cfg.n_layers, method
+        )
+    spec = cfg.loss_spec
+    loss_data = spec.prepare(data) if spec.prepare else {}
+    return TrainData(
+        pairs=make_train_pairs(data.train),
+        graph=Graph(*map(jnp.asarray, graph)),
+        loss_data={name: jnp.asarray(value) for name, value in loss_data.items()},
+        propagation=method,
+    )
+
+
+@dataclasses.dataclass
+class RunSetup:
+    """Everything a run trains with (see setup_run)."""
+
+    cfg: TrainConfig
+    data: SplitData
+    train_data: TrainData
+    fns: EpochFns
+    evaluators: dict[str, Evaluator]
+    state: TrainState
+
+    def evaluate(self, cf_params, names) -> dict[str, dict[str, float]]:
+        """{name: {metric@k: value}} of the evaluators `names` at cf_params."""
+        user_emb, item_emb = self.fns.embed(cf_params, self.train_data)
+        return {n: self.evaluators[n].evaluate(user_emb, item_emb, self.cfg.ks) for n in names}
+
+
+def setup_run(
+    cfg: TrainConfig,
+    data: SplitData | None = None,
+    *,
+    max_batches: int = 0,
+    trace_hook: Callable[[Callable], Callable] = lambda fn: fn,
+) -> RunSetup:
+    """The one setup sequence: split, train data, compiled epochs, evaluators, state.
+
+    Args:
+      cfg: run settings.
+      data: a loaded split; None loads the one cfg names (load_split).
+      max_batches: cap on batches per epoch (benchmarks); 0 = whole epochs.
+      trace_hook: wraps each epoch before jit; tests pass chex.assert_max_traces.
+    """
+    if data is None:
+        data = load_split(cfg)
+    n_samples = data.train.nnz
+    if max_batches and max_batches < n_samples // cfg.batch_size:
+        n_samples = max_batches * cfg.batch_size
+    train_data = make_train_data(cfg, data)
+    fns = make_epoch_fns(
+        cfg,
+        n_items=data.n_items,
+        n_samples=n_samples,
+        max_degree=int(data.train.degrees().max()),
+        trace_hook=trace_hook,
+    )
+    state = init_state(
+        cfg, n_users=data.n_users, n_items=data.n_items, loss_data=train_data.loss_data
+    )
+    evaluators = build_evaluators(data, batch_size=cfg.eval_batch_size)
+    return RunSetup(cfg, data, train_data, fns, evaluators, state)

@@ -1,0 +1,188 @@
+"""One training step of each kind, as top-level pure functions of (state, batch).
+
+`cf_step` updates the CF model on one batch (the adversary frozen); `adversary_step`
+updates the adversary on one batch (the CF model frozen) in the direction its loss
+spec declares. The epochs (advjax/train/epochs.py) scan them over an epoch's batches.
+Neither branches on the loss's name: what is loss-specific comes from its spec
+(advjax.losses.spec), which `cfg.loss_spec` names.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from advjax.losses.spec import LossInputs, LossValue
+from advjax.models import lightgcn_rows
+from advjax.models.scores import l2_normalize, pair_scores
+from advjax.train.config import TrainConfig
+from advjax.train.state import TrainState, make_optimizers
+
+if typing.TYPE_CHECKING:  # setup imports this module
+    from advjax.train.setup import TrainData
+
+
+class Batch(NamedTuple):
+    """One batch of B positives with N negatives each.
+
+    Attributes:
+      users: int32 [B]; pos: int32 [B]; negs: int32 [B, N].
+      key: PRNG key of the batch (drawn from by losses that sample, e.g. InfoNCE-Rand).
+    """
+
+    users: jax.Array
+    pos: jax.Array
+    negs: jax.Array
+    key: jax.Array | None = None
+
+
+def l2_penalty(cfg: TrainConfig, cf_params: dict, batch: Batch) -> jax.Array:
+    """l2_reg * (|e_u|^2 + |e_i|^2 + sum_j |e_j|^2) / 2 / B on layer-0 rows (SPEC §2)."""
+    # Item norms are taken over the table and then picked: gathering [B, N, d] rows
+    # would cost a large scatter-add in the backward pass.
+    item_sq = jnp.sum(cf_params["item"] ** 2, axis=-1)
+    sq = (
+        jnp.sum(cf_params["user"][batch.users] ** 2)
+        + jnp.sum(item_sq[batch.pos])
+        + jnp.sum(item_sq[batch.negs])
+    )
+    return cfg.l2_reg * sq / 2 / batch.users.shape[0]
+
+
+def batch_loss(
+    cfg: TrainConfig,
+    state: TrainState,
+    data: TrainData,
+    batch: Batch,
+    user_vecs: jax.Array,
+    item_table: jax.Array,
+    cf_params: dict,
+    adv_params: dict,
+) -> LossValue:
+    """cfg.loss on one batch, given unit-norm final embeddings.
+
+    Args:
+      cfg, state, data, batch: the run's settings, state, train data and the batch.
+      user_vecs: [B, d] unit-norm final embeddings of batch.users.
+      item_table: [I, d] unit-norm final item embeddings.
+      cf_params, adv_params: the parameters to read (the ones being differentiated).
+
+    Returns:
+      The loss's LossValue: per_sample [B], diagnostics, batch_stats.
+    """
+    inputs = LossInputs(
+        pos_cos=pair_scores(user_vecs, item_table, batch.pos[:, None])[:, 0],
+        neg_cos=pair_scores(user_vecs, item_table, batch.negs),
+        user_vecs=user_vecs,
+        item_table=item_table,
+        users=batch.users,
+        pos=batch.pos,
+        negs=batch.negs,
+        cf_params=cf_params,
+        adv_params=adv_params,
+        loss_state=state.loss_state,
+        loss_data=data.loss_data,
+        epoch=state.epoch,
+        key=batch.key,
+    )
+    return cfg.loss_spec.value(cfg, inputs)
+
+
+def _resting_zeroed(tree: dict, trains: dict) -> dict:
+    """Zeroes the parameter groups that do not train this epoch."""
+    return {
+        name: jnp.where(trains[name], value, jnp.zeros_like(value)) for name, value in tree.items()
+    }
+
+
+def cf_step(
+    cfg: TrainConfig, state: TrainState, data: TrainData, batch: Batch
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One Adam step of the CF model on `batch`; the adversary stays as it is.
+
+    Minimises mean(loss) + l2_penalty over the CF parameter groups the loss's spec
+    trains in this epoch (`trains`; a resting group gets neither gradients nor Adam
+    updates), and adds the batch to the loss's per-run state (`accumulate`).
+
+    Returns:
+      (state with step + 1, {"loss": [] the objective, and each diagnostic's batch mean}).
+    """
+    spec = cfg.loss_spec
+    cf_tx, _ = make_optimizers(cfg)
+
+    def objective(cf_params):
+        user_rows, item_emb = lightgcn_rows(
+            cf_params, data.graph, batch.users, n_layers=cfg.n_layers, method=data.propagation
+        )
+        value = batch_loss(
+            cfg, state, data, batch, l2_normalize(user_rows), l2_normalize(item_emb),
+            cf_params, state.adv_params,
+        )  # fmt: skip
+        return jnp.mean(value.per_sample) + l2_penalty(cfg, cf_params, batch), value
+
+    (total, value), grads = jax.value_and_grad(objective, has_aux=True)(state.cf_params)
+    trains = spec.trains(cfg, state.epoch) if spec.trains else None
+    if trains is not None:
+        grads = _resting_zeroed(grads, trains)
+    updates, cf_opt = cf_tx.update(grads, state.cf_opt, state.cf_params)
+    if trains is not None:
+        updates = _resting_zeroed(updates, trains)
+    loss_state = state.loss_state
+    if spec.accumulate:
+        loss_state = spec.accumulate(loss_state, batch.users, value.batch_stats)
+    state = state.replace(
+        cf_params=optax.apply_updates(state.cf_params, updates),
+        cf_opt=cf_opt,
+        step=state.step + 1,
+        loss_state=loss_state,
+    )
+    return state, {"loss": total, **{k: jnp.mean(v) for k, v in value.diagnostics.items()}}
+
+
+class FrozenTables(NamedTuple):
+    """The CF model as an adversarial pass sees it: computed once per pass.
+
+    Attributes:
+      cf_params: layer-0 CF parameters, gradient stopped.
+      user_table: [U, d] unit-norm final user embeddings.
+      item_table: [I, d] unit-norm final item embeddings.
+    """
+
+    cf_params: dict
+    user_table: jax.Array
+    item_table: jax.Array
+
+
+def adversary_step(
+    cfg: TrainConfig, state: TrainState, data: TrainData, batch: Batch, frozen: FrozenTables
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One Adam step of the adversary on `batch`; the CF model stays as it is.
+
+    The adversary ascends the loss when its spec says so (AdvInfoNCE's adversary
+    maximises it) and descends it otherwise (AdvInfoNCE-Reverse): the one sign flip.
+
+    Returns:
+      (state, {"loss": [] the batch's mean loss, and each diagnostic's batch mean}).
+    """
+    adversary = cfg.loss_spec.adversary(cfg)
+    _, adv_tx = make_optimizers(cfg)
+
+    def objective(adv_params):
+        value = batch_loss(
+            cfg, state, data, batch, frozen.user_table[batch.users], frozen.item_table,
+            frozen.cf_params, adv_params,
+        )  # fmt: skip
+        return jnp.mean(value.per_sample), value
+
+    (loss, value), grads = jax.value_and_grad(objective, has_aux=True)(state.adv_params)
+    if adversary.ascent:  # descend on the negated loss
+        grads = jax.tree_util.tree_map(jnp.negative, grads)
+    updates, adv_opt = adv_tx.update(grads, state.adv_opt, state.adv_params)
+    state = state.replace(
+        adv_params=optax.apply_updates(state.adv_params, updates), adv_opt=adv_opt
+    )
+    return state, {"loss": loss, **{k: jnp.mean(v) for k, v in value.diagnostics.items()}}
