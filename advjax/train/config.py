@@ -144,7 +144,7 @@ TrainConfig = dataclasses.make_dataclass(
     frozen=True,
 )
 TrainConfig.__module__ = __name__
-TrainConfig.__doc__ = """Hyperparameters and run settings (defaults: MF + AdvInfoNCE on Coat, SPEC §3).
+TrainConfig.__doc__ = """Hyperparameters and run settings (default: MF + AdvInfoNCE on Coat).
 
 The fields of _RunSettings, then each registered loss's settings
 (advjax.losses.registry): adding a loss adds its flags here without editing this file.
