@@ -23,10 +23,8 @@ import dataclasses
 import datetime
 import fnmatch
 import json
-import math
 import os
 import pathlib
-import platform
 import resource
 import subprocess
 import sys
@@ -38,9 +36,11 @@ import numpy as np
 from absl import app, flags, logging
 
 from advjax.data import SplitData, load_dataset
+from advjax.errors import check_finite
 from advjax.evaluation import build_evaluators
 from advjax.files import write_atomically
 from advjax.models.propagation import resolve_method
+from advjax.provenance import git_commit, package_versions
 from advjax.train import TrainConfig, init_state, make_epoch_fns
 from advjax.train.steps import make_train_data, pop_level_counts
 from benchmarks import floor
@@ -147,12 +147,6 @@ def _timed(fn: Callable, *args):
     return out, time.perf_counter() - tick
 
 
-def _check_finite(stats: dict, where: str) -> None:
-    for name, value in stats.items():
-        if not math.isfinite(float(value)):
-            raise FloatingPointError(f"non-finite {name} in {where}: timings would be meaningless")
-
-
 def _terms_json(terms: dict[str, floor.Cost]) -> dict[str, list[float]]:
     return {name: [c.flops, c.stream_bytes, c.gather_bytes] for name, c in terms.items()}
 
@@ -257,11 +251,11 @@ def bench_cell(
         line = f"  epoch {epoch} ({'timed' if timed else 'warm-up'}):"
         if adv_epoch is not None:
             (state, stats), seconds = _timed(adv_epoch, state, train_data)
-            _check_finite(stats, f"adversarial epoch {epoch}")
+            check_finite(stats, f"in adversarial epoch {epoch}")
             adv_times += [seconds] if timed else []
             line += f" adv {seconds:.3f}s"
         (state, stats), seconds = _timed(cf_epoch, state, train_data)
-        _check_finite(stats, f"CF epoch {epoch}")
+        check_finite(stats, f"in CF epoch {epoch}")
         cf_times += [seconds] if timed else []
         log(f"{line} cf {seconds:.3f}s")
 
@@ -439,27 +433,6 @@ def machine_info() -> dict:
     }
 
 
-def versions() -> dict:
-    import jaxlib
-
-    return {
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
-
-
 def _settings() -> tuple[int, int]:
     """(max_batches, timed_epochs override) after --quick defaults."""
     max_batches = FLAGS.max_batches or (QUICK_MAX_BATCHES if FLAGS.quick else 0)
@@ -575,7 +548,7 @@ def main(argv: list[str]) -> None:
     print(results_table(records))
     result = {
         "machine": machine,
-        "versions": versions(),
+        "versions": package_versions(),
         "commit": git_commit(),
         "settings": {
             "quick": FLAGS.quick,

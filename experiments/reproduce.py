@@ -27,20 +27,20 @@ import dataclasses
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 
 import numpy as np
 import scipy.stats
-from absl import app, flags, logging
+from absl import flags
 
-from advjax.errors import AdvjaxError, ConfigError, WorkdirError
+from advjax.errors import ConfigError, WorkdirError
 from advjax.files import read_json_object, write_atomically
+from advjax.metrics import SELECTION_METRIC
+from advjax.provenance import git_commit
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.config import config_differences, format_differences
 from advjax.train.loop import print_flushed
-from experiments import run
+from experiments import cli, run
 from experiments.tables import TABLES, Cell
 
 flags.DEFINE_string("table", "", f"Table to reproduce: {', '.join(TABLES)}.")
@@ -73,22 +73,28 @@ METRICS = ("recall@20", "ndcg@20", "hit_ratio@20")
 
 
 def read_flagfile(path: str) -> TrainConfig:
-    """TrainConfig from a flagfile's --name=value lines (comments skipped)."""
-    values = {}
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            name, _, value = line.removeprefix("--").partition("=")
-            if name not in run.SETTING_KINDS:
-                raise ConfigError(f"{path}:{number}: unknown flag --{name}")
-            try:
-                values[name] = run.setting_from_text(name, value)
-            except ValueError:
-                kind = run.SETTING_KINDS[name].__name__
-                raise ConfigError(f"{path}:{number}: --{name} takes {kind}") from None
-    return TrainConfig(**values)
+    """The TrainConfig of a flagfile, read by absl's own parser (as `experiments.run
+    --flagfile=path` reads it) into flags of the TrainConfig fields alone.
+
+    Raises:
+      ConfigError: naming `path`, when the file cannot be read or holds an unknown flag
+        (also one of the CLIs' own, such as --workdir), a value of the wrong type, or a
+        line that is no flag.
+    """
+    flag_values = flags.FlagValues()
+    run.define_config_flags(flag_values)
+    try:
+        rest = flag_values(["flagfile", f"--flagfile={path}"])
+    except flags.UnrecognizedFlagError as err:
+        raise ConfigError(f"{path}: unknown flag --{err.flagname}") from None
+    except flags.Error as err:
+        raise ConfigError(f"{path}: {str(err).removeprefix('ERROR:: ')}") from None
+    if len(rest) > 1:
+        raise ConfigError(f"{path}: not a flag: {' '.join(rest[1:])}")
+    try:
+        return run.config_from_flags(flag_values)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
 
 
 def _cell_run(cell: Cell, seed: int, runs: str) -> tuple[TrainConfig, str]:
@@ -291,7 +297,7 @@ def summarize(table: str, cells: list[Cell], per_seed: dict) -> dict:
                     m: 100 * (row["mean"][m] / base["mean"][m] - 1) for m in METRICS
                 }
         rivals = [r for r in group if r["role"] == "rival"]
-        strongest = max(rivals, key=lambda r: r["mean"]["recall@20"], default=None)
+        strongest = max(rivals, key=lambda r: r["mean"][SELECTION_METRIC], default=None)
         for row in group:
             if row["role"] in ("ours", "variant"):
                 row["tests"] = _paired_tests(
@@ -327,16 +333,6 @@ def _distinct_tests(results: dict) -> bool:
     return iid is not None and any(
         not np.isclose(iid[m], ood[m], rtol=1e-6, atol=0.0) for m in METRICS
     )
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _devices_text(rows: list[dict]) -> str:
@@ -428,62 +424,53 @@ def to_markdown(summary: dict, command: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    logging.set_verbosity(logging.WARNING)
-    run.use_compilation_cache(FLAGS.compilation_cache)
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    del argv  # cli.parse_flags refuses stray arguments
     start = time.perf_counter()
-    try:
-        if FLAGS.table not in TABLES:
-            raise ConfigError(f"--table must be one of {', '.join(TABLES)}; got {FLAGS.table!r}")
-        if FLAGS.seeds < 1:
-            raise ConfigError(f"--seeds must be >= 1, got {FLAGS.seeds}")
-        cells = TABLES[FLAGS.table]
-        for cell in cells:
-            if not os.path.exists(cell.flagfile):
-                raise ConfigError(
-                    f"{cell.flagfile}: no such flagfile (run from the repository root)"
-                )
-        names = [cell.name for cell in cells]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"table {FLAGS.table} lists a cell twice")
-        runs = sweep(cells, FLAGS.seeds, parse_shard(FLAGS.shard))
-        base = os.path.join(FLAGS.results, FLAGS.table)
-        published = published_runs(base + ".json") if FLAGS.published else {}
-        if FLAGS.published:
-            print(f"{base}.json: {len(published)} published runs", flush=True)
-        per_seed = {}
-        total = len(runs)
+    if FLAGS.table not in TABLES:
+        raise ConfigError(f"--table must be one of {', '.join(TABLES)}; got {FLAGS.table!r}")
+    if FLAGS.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {FLAGS.seeds}")
+    cells = TABLES[FLAGS.table]
+    for cell in cells:
+        if not os.path.exists(cell.flagfile):
+            raise ConfigError(f"{cell.flagfile}: no such flagfile (run from the repository root)")
+    names = [cell.name for cell in cells]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"table {FLAGS.table} lists a cell twice")
+    runs = sweep(cells, FLAGS.seeds, parse_shard(FLAGS.shard))
+    base = os.path.join(FLAGS.results, FLAGS.table)
+    published = published_runs(base + ".json") if FLAGS.published else {}
+    if FLAGS.published:
+        print(f"{base}.json: {len(published)} published runs", flush=True)
+    per_seed = {}
+    total = len(runs)
 
-        for index, (cell, seed, ours) in enumerate(runs):
-            tick = time.perf_counter()
-            label = f"[{index + 1}/{total}] {cell.backbone} {cell.method} seed {seed}"
-            if FLAGS.report_only or not ours:
-                results = finished_run(cell, seed, FLAGS.runs, published, print_flushed)
-                if results is None:
-                    continue
-            else:
-                progress = run.progress_log(label, print_flushed)
-                results = run_cell(cell, seed, FLAGS.runs, log=progress, published=published)
-            per_seed.setdefault(cell.name, {})[seed] = results
-            split = _test_split(results)
-            print(
-                f"{label}: R@20 {results[split]['recall@20']:.4f} "
-                f"({time.perf_counter() - tick:.0f} s)",
-                flush=True,
-            )
-        if FLAGS.report_only and not per_seed:
-            # A wrong --runs must not overwrite a published table with empty rows.
-            where = f"{FLAGS.runs} or {base}.json" if FLAGS.published else FLAGS.runs
-            raise ConfigError(f"{where}: no finished run of table {FLAGS.table}; nothing written")
-        summary = summarize(FLAGS.table, cells, per_seed)
-    except (AdvjaxError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    for index, (cell, seed, ours) in enumerate(runs):
+        tick = time.perf_counter()
+        label = f"[{index + 1}/{total}] {cell.backbone} {cell.method} seed {seed}"
+        if FLAGS.report_only or not ours:
+            results = finished_run(cell, seed, FLAGS.runs, published, print_flushed)
+            if results is None:
+                continue
+        else:
+            progress = run.progress_log(label, print_flushed)
+            results = run_cell(cell, seed, FLAGS.runs, log=progress, published=published)
+        per_seed.setdefault(cell.name, {})[seed] = results
+        split = _test_split(results)
+        print(
+            f"{label}: {SELECTION_METRIC} {results[split][SELECTION_METRIC]:.4f} "
+            f"({time.perf_counter() - tick:.0f} s)",
+            flush=True,
+        )
+    if FLAGS.report_only and not per_seed:
+        # A wrong --runs must not overwrite a published table with empty rows.
+        where = f"{FLAGS.runs} or {base}.json" if FLAGS.published else FLAGS.runs
+        raise ConfigError(f"{where}: no finished run of table {FLAGS.table}; nothing written")
+    summary = summarize(FLAGS.table, cells, per_seed)
     summary.update(
         runs_s=sum(r["epochs_s"] for runs in per_seed.values() for r in runs.values()),
         seeds_requested=FLAGS.seeds,
-        commit=_commit(),
+        commit=git_commit(short=True),
         machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         wall_s=time.perf_counter() - start,
         runs=run_records(cells, per_seed),
@@ -509,4 +496,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=run.parse_flags)
+    cli.run_main(main)

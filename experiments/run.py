@@ -4,36 +4,46 @@
   python -m experiments.run --flagfile=experiments/configs/coat_mf_advinfonce.flags
   python -m experiments.run --data_dir=../shared/data/yahoo.new --n_layers=2 --loss=infonce
 
-Every flag is a TrainConfig field (advjax/train/config.py), plus --workdir.
+Every flag is a TrainConfig field (advjax/train/config.py), plus --workdir, --restart,
+--max_to_keep, --test_only and --compilation_cache (experiments/cli.py, which also says
+how errors end the run).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
 import jax
-from absl import app, flags, logging
+from absl import flags
 
-from advjax.errors import AdvjaxError, ConfigError
+from advjax.errors import ConfigError
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.checkpoints import load_run_config
+from experiments import cli
 
 
-def _define_flags() -> None:
+def define_config_flags(flag_values: flags.FlagValues) -> None:
+    """Defines one flag per TrainConfig field, with its default and help, in
+    `flag_values` (flags.FLAGS for the CLIs; a fresh FlagValues to read a flagfile alone,
+    as experiments.reproduce does)."""
     for field in dataclasses.fields(TrainConfig):
         default, name, help_text = field.default, field.name, field.metadata["help"]
         if isinstance(default, bool):
-            flags.DEFINE_bool(name, default, help_text)
+            define = flags.DEFINE_bool
         elif isinstance(default, int):
-            flags.DEFINE_integer(name, default, help_text)
+            define = flags.DEFINE_integer
         elif isinstance(default, float):
-            flags.DEFINE_float(name, default, help_text)
+            define = flags.DEFINE_float
         elif isinstance(default, tuple):
-            flags.DEFINE_list(name, [str(k) for k in default], help_text)
+            define, default = flags.DEFINE_list, [str(k) for k in default]
         else:
-            flags.DEFINE_string(name, default, help_text)
+            define = flags.DEFINE_string
+        define(name, default, help_text, flag_values=flag_values)
+
+
+def _define_flags() -> None:
+    define_config_flags(flags.FLAGS)
     flags.DEFINE_string(
         "workdir",
         "",
@@ -49,14 +59,6 @@ def _define_flags() -> None:
         False,
         "Evaluate the best checkpoint of --workdir on every split, with the configuration "
         "saved there; no training.",
-    )
-    flags.DEFINE_string(
-        "compilation_cache",
-        os.environ.get("JAX_COMPILATION_CACHE_DIR")
-        or os.path.join(os.path.expanduser("~"), ".cache", "advjax", "xla"),
-        "Persistent XLA compilation cache (default: $JAX_COMPILATION_CACHE_DIR, else "
-        "~/.cache/advjax/xla): a second run of the same shapes skips most of its compile "
-        "time. Empty disables it.",
     )
 
 
@@ -80,10 +82,15 @@ def setting_from_text(name: str, text: str):
     return kind(text)
 
 
-def config_from_flags() -> TrainConfig:
+def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> TrainConfig:
+    """The TrainConfig of parsed flags (`define_config_flags`'s).
+
+    Raises:
+      ConfigError: a cut-off list holds a non-integer, or a setting is out of range.
+    """
     values = {}
     for field in dataclasses.fields(TrainConfig):
-        value = FLAGS[field.name].value
+        value = flag_values[field.name].value
         if isinstance(field.default, tuple):
             try:
                 value = tuple(int(k) for k in value)
@@ -122,53 +129,26 @@ def progress_log(prefix: str, out=print):
     return log
 
 
-def use_compilation_cache(path: str) -> None:
-    """Persistent XLA compilation cache in `path` (empty: none)."""
-    if path:
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-
-
 def main(argv: list[str]) -> None:
-    logging.set_verbosity(logging.WARNING)  # progress goes to stdout; keep library chatter out
-    use_compilation_cache(FLAGS.compilation_cache)
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    del argv  # cli.parse_flags refuses stray arguments
     print(
         f"JAX {jax.__version__}; platform {jax.default_backend()}; devices {jax.devices()}",
         flush=True,
     )
-    try:
-        if FLAGS.test_only:
-            if not FLAGS.workdir:
-                raise ConfigError("--test_only needs --workdir")
-            cfg = load_run_config(FLAGS.workdir)
-        else:
-            cfg = config_from_flags()
-        train_and_evaluate(
-            cfg,
-            FLAGS.workdir or default_workdir(cfg),
-            restart=FLAGS.restart,
-            max_to_keep=FLAGS.max_to_keep,
-            test_only=FLAGS.test_only,
-        )
-    except (AdvjaxError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Not sys.exit: after a failed write, Orbax's and TensorBoard's exit hooks retry
-        # it and print tracebacks over the one-line error.
-        os._exit(1)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, with a bad flag or flagfile reported on one line (exit 2)."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    if FLAGS.test_only:
+        if not FLAGS.workdir:
+            raise ConfigError("--test_only needs --workdir")
+        cfg = load_run_config(FLAGS.workdir)
+    else:
+        cfg = config_from_flags()
+    train_and_evaluate(
+        cfg,
+        FLAGS.workdir or default_workdir(cfg),
+        restart=FLAGS.restart,
+        max_to_keep=FLAGS.max_to_keep,
+        test_only=FLAGS.test_only,
+    )
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    cli.run_main(main)

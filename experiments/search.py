@@ -18,23 +18,21 @@ import dataclasses
 import itertools
 import json
 import os
-import sys
 import time
 
-from absl import app, flags, logging
+from absl import flags
 
 from advjax.data import load_dataset
-from advjax.errors import AdvjaxError, ConfigError
+from advjax.errors import ConfigError
 from advjax.files import read_json_object, write_atomically
+from advjax.metrics import SELECTION_METRIC
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.config import config_dict, config_differences, format_differences
-from experiments import run
+from experiments import cli, run
 
 flags.DEFINE_string("grid", "", 'Grid over TrainConfig fields: "name=v1,v2;name2=v3,v4".')
 flags.DEFINE_string("out", "", "JSON record of every point (appended as points finish).")
 FLAGS = flags.FLAGS
-
-_SELECT = "recall@20"
 
 
 def parse_grid(text: str) -> list[dict]:
@@ -67,9 +65,16 @@ def _key(point: dict) -> str:
     return json.dumps(point, sort_keys=True)
 
 
+def _save(record: dict, out: str) -> None:
+    if out:
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+        write_atomically(out, json.dumps(record, indent=1))
+
+
 def search(base: TrainConfig, points: list[dict], out: str, log=print) -> dict:
-    """Runs the points not yet in `out`; returns the record with the winner."""
-    record = {"base": config_dict(base), "select_by": f"valid/{_SELECT}", "points": []}
+    """Runs the points not yet in `out`; returns the record with the winner ("best"),
+    which is also `out`'s last version (every version written atomically)."""
+    record = {"base": config_dict(base), "select_by": f"valid/{SELECTION_METRIC}", "points": []}
     if out and os.path.exists(out):
         record, problem = read_json_object(out)
         if problem:
@@ -104,45 +109,39 @@ def search(base: TrainConfig, points: list[dict], out: str, log=print) -> dict:
             },
         }
         record["points"].append(entry)
-        valid = entry.get("valid", {}).get(_SELECT, float("nan"))
-        seconds = entry["seconds"]
-        log(f"[{index + 1}/{len(points)}] {point}: valid {_SELECT} {valid:.4f}, {seconds} s")
-        if out:
-            os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-            write_atomically(out, json.dumps(record, indent=1))
+        valid = entry.get("valid", {}).get(SELECTION_METRIC, float("nan"))
+        log(
+            f"[{index + 1}/{len(points)}] {point}: valid {SELECTION_METRIC} {valid:.4f}, "
+            f"{entry['seconds']} s"
+        )
+        _save(record, out)
     wanted = {_key(p) for p in points}
     mine = [p for p in record["points"] if _key(p["point"]) in wanted]
-    best = max(mine, key=lambda p: p.get("valid", {}).get(_SELECT, float("-inf")))
+    best = max(mine, key=lambda p: p.get("valid", {}).get(SELECTION_METRIC, float("-inf")))
     record["best"] = best
+    _save(record, out)
     return record
 
 
 def main(argv: list[str]) -> None:
-    logging.set_verbosity(logging.WARNING)
-    run.use_compilation_cache(FLAGS.compilation_cache)
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        points = parse_grid(FLAGS.grid)
-        if not points:
-            raise ConfigError("--grid is empty")
-        record = search(run.config_from_flags(), points, FLAGS.out)
-    except (AdvjaxError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    del argv  # cli.parse_flags refuses stray arguments
+    points = parse_grid(FLAGS.grid)
+    if not points:
+        raise ConfigError("--grid is empty")
+    record = search(run.config_from_flags(), points, FLAGS.out)
     best = record["best"]
     metrics = {
-        name: value[_SELECT]
+        name: value[SELECTION_METRIC]
         for name, value in best.items()
-        if isinstance(value, dict) and _SELECT in value
+        if isinstance(value, dict) and SELECTION_METRIC in value
     }
-    print(f"best by valid {_SELECT}: {best['point']} -> {metrics}, epoch {best['best_epoch']}")
+    print(
+        f"best by valid {SELECTION_METRIC}: {best['point']} -> {metrics}, "
+        f"epoch {best['best_epoch']}"
+    )
     for name, value in best["point"].items():
         print(f"--{name}={value}")
-    if FLAGS.out:
-        with open(FLAGS.out, "w") as f:
-            json.dump(record, f, indent=1)
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=run.parse_flags)
+    cli.run_main(main)

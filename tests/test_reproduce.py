@@ -3,12 +3,14 @@
 import dataclasses
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 import scipy.stats
 
 from advjax.errors import ConfigError, WorkdirError
+from advjax.train import TrainConfig
 from experiments import reproduce, run
 from experiments.tables import TABLES, Cell
 
@@ -30,17 +32,33 @@ def test_every_written_table_flagfile_parses():
         assert cfg.loss in cell.flagfile or cfg.loss.replace("_", "") in cell.flagfile
 
 
-def test_read_flagfile_names_file_and_line(tmp_path):
+def test_read_flagfile_errors_are_one_line_naming_the_file(tmp_path):
+    # absl's parser reads the file, so its errors name the file and the flag, not a line.
     path = tmp_path / "x.flags"
     path.write_text("# comment\n--loss=infonce\n--lernrate=1\n")
-    with pytest.raises(ConfigError, match=r"x.flags:3: unknown flag --lernrate"):
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(path))}: unknown flag --lernrate$"):
         reproduce.read_flagfile(str(path))
     path.write_text("--n_neg=many\n")
-    with pytest.raises(ConfigError, match=r"x.flags:1: --n_neg takes int"):
+    with pytest.raises(ConfigError, match=r"x.flags: flag --n_neg=many: invalid literal for int"):
         reproduce.read_flagfile(str(path))
-    path.write_text("--loss=ccl\n--ks=10,20\n--tau=0.5\n")
+    # A flag of the CLIs that is no TrainConfig field is no setting of a cell.
+    path.write_text("--loss=ccl\n--workdir=runs/x\n")
+    with pytest.raises(ConfigError, match=r"x.flags: unknown flag --workdir$"):
+        reproduce.read_flagfile(str(path))
+    for text, message in [
+        ("tau=0.5\n", "x.flags: not a flag: tau=0.5"),  # no leading --
+        ("--ks=10,x\n", "x.flags: --ks takes integers, got 10,x"),
+        ("--loss=hinge\n", "x.flags: unknown loss 'hinge'"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            reproduce.read_flagfile(str(path))
+    with pytest.raises(ConfigError, match=r"missing.flags: Unable to open flagfile"):
+        reproduce.read_flagfile(str(tmp_path / "missing.flags"))
+    path.write_text("# comment\n\n--loss=ccl\n--ks=10,20\n--tau=0.5\n")
     cfg = reproduce.read_flagfile(str(path))
     assert (cfg.loss, cfg.ks, cfg.tau) == ("ccl", (10, 20), 0.5)
+    assert cfg == dataclasses.replace(TrainConfig(), loss="ccl", ks=(10, 20), tau=0.5)
 
 
 def test_summary_means_improvements_and_paired_tests():
@@ -265,6 +283,24 @@ def test_cli_rebuilds_a_table_from_its_published_runs_alone(tmp_path):
     proc = _reproduce_cli(*args, "--published")
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"error: {results}/coat.json: unreadable (")
+
+
+def test_cli_reports_a_table_it_cannot_write_on_one_line(tmp_path):
+    cells = [c for c in TABLES["coat"] if c.role == "infonce"][:1]
+    per_seed = {cells[0].name: {1: _run_of(cells[0], 1, 0.25)}}
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "coat.json").write_text(json.dumps({"runs": reproduce.run_records(cells, per_seed)}))
+    (results / "coat.md").mkdir()  # the table cannot replace a directory
+    proc = _reproduce_cli(
+        "--table=coat", "--report_only", "--published", f"--runs={tmp_path / 'none'}",
+        f"--results={results}",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("error: ") == 1 and "coat.md" in proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.endswith("\n")
+    assert len(proc.stderr.splitlines()) == 1
 
 
 def test_markdown_names_the_devices_of_each_cell():

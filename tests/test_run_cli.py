@@ -10,14 +10,18 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _run(*args, cwd=REPO):
+def _cli(module, *args, cwd=REPO):
     return subprocess.run(
-        [sys.executable, "-m", "experiments.run", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def _run(*args, cwd=REPO):
+    return _cli("experiments.run", *args, cwd=cwd)
 
 
 def _assert_one_line_error(proc, *fragments):
@@ -31,7 +35,34 @@ def _assert_one_line_error(proc, *fragments):
 
 def test_missing_data_dir(tmp_path):
     missing = tmp_path / "nowhere"
-    _assert_one_line_error(_run(f"--data_dir={missing}", f"--workdir={tmp_path}/w"), str(missing))
+    proc = _run(f"--data_dir={missing}", f"--workdir={tmp_path}/w")
+    _assert_one_line_error(proc, str(missing))
+    assert proc.returncode == 1
+
+
+@pytest.mark.parametrize(
+    "module", ["experiments.run", "experiments.search", "experiments.reproduce"]
+)
+def test_every_cli_exits_the_same_way(tmp_path, module):
+    # Exit 2 and one line for a flag error (unknown flag, stray argument) ...
+    proc = _cli(module, "--lernrate=3")
+    _assert_one_line_error(proc, "lernrate")
+    assert proc.returncode == 2
+    proc = _cli(module, "stray")
+    _assert_one_line_error(proc, "unexpected arguments: stray")
+    assert proc.returncode == 2
+    # ... exit 1 and one line for a setting the run cannot use.
+    missing = tmp_path / "nowhere"
+    bad_setting = {
+        "experiments.run": ([f"--data_dir={missing}", f"--workdir={tmp_path}/w"], str(missing)),
+        "experiments.search": ([f"--data_dir={missing}", "--grid=tau=0.3"], str(missing)),
+        "experiments.reproduce": (["--table=nope"], "--table must be one of"),
+    }
+    args, fragment = bad_setting[module]
+    proc = _cli(module, *args, "--compilation_cache=")
+    _assert_one_line_error(proc, fragment)
+    assert proc.returncode == 1
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
 
 
 def test_malformed_split_file_names_file_and_line(tmp_path):

@@ -1,12 +1,14 @@
 """experiments.search: grid parsing, resuming, and choosing by validation only."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 from advjax.errors import ConfigError
+from advjax.files import write_atomically
 from advjax.train import TrainConfig
 from experiments import search
 from tests.test_run_cli import REPO
@@ -24,12 +26,25 @@ def test_parse_grid_types_values_by_field():
         search.parse_grid("n_neg=0.5")
 
 
-def test_search_picks_by_valid_and_resumes(tmp_path):
+def test_search_picks_by_valid_and_resumes(tmp_path, monkeypatch):
+    writes = []
+
+    def spy(path, text):  # every write of the record, kept to check what went out
+        writes.append((path, json.loads(text)))
+        write_atomically(path, text)
+
+    monkeypatch.setattr(search, "write_atomically", spy)
     base = TrainConfig(loss="infonce", max_epochs=4, eval_every=2, lr=0.01)
     out = str(tmp_path / "s.json")
     lines = []
     points = search.parse_grid("tau=0.2,0.75")
     record = search.search(base, points, out, log=lines.append)
+    # One atomic write per point, then the final record with the winner; nothing else
+    # writes the file, and no temporary is left.
+    assert [path for path, _ in writes] == [out] * 3
+    assert "best" not in writes[1][1] and writes[2][1] == json.loads(json.dumps(record))
+    assert json.loads((tmp_path / "s.json").read_text()) == writes[2][1]
+    assert os.listdir(tmp_path) == ["s.json"]
     finished = [line for line in lines if " | " not in line]  # one per point
     assert len(record["points"]) == 2 and len(finished) == 2
     # Each point's validations are shown as it trains (epochs 2 and 4 of 4).
@@ -42,6 +57,7 @@ def test_search_picks_by_valid_and_resumes(tmp_path):
     record = search.search(base, search.parse_grid("tau=0.2,0.75,0.5"), out, log=lines.append)
     finished = [line for line in lines if " | " not in line]
     assert len(finished) == 1 and "0.5" in finished[0] and len(record["points"]) == 3
+    assert json.loads((tmp_path / "s.json").read_text())["best"] == record["best"]
     assert all("0.5" in line for line in lines)  # nothing else trained
     with pytest.raises(ConfigError, match="another base configuration .*loss: 'infonce' -> 'ccl'"):
         search.search(TrainConfig(loss="ccl"), points, out)

@@ -1,0 +1,75 @@
+"""What the three experiment CLIs (run, search, reproduce) share: how they read their
+flags, set JAX up, and stop.
+
+A user sees an error as one line `error: ...` on stderr: exit 2 for a flag error (an
+unknown flag, also in a flagfile; a value of the wrong type; a stray argument), exit 1
+for any other error of theirs (AdvjaxError) or a file that cannot be read or written
+(OSError).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+import jax
+from absl import app, flags, logging
+
+from advjax.errors import AdvjaxError
+
+flags.DEFINE_string(
+    "compilation_cache",
+    os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    or os.path.join(os.path.expanduser("~"), ".cache", "advjax", "xla"),
+    "Persistent XLA compilation cache (default: $JAX_COMPILATION_CACHE_DIR, else "
+    "~/.cache/advjax/xla): a second run of the same shapes skips most of its compile "
+    "time. Empty disables it.",
+)
+FLAGS = flags.FLAGS
+
+
+def fail(err: object, status: int = 1) -> NoReturn:
+    """Prints `error: err` on stderr and ends the process with `status`."""
+    print(f"error: {err}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Not sys.exit: after a failed write, Orbax's and TensorBoard's exit hooks retry it
+    # and print tracebacks over the one-line error.
+    os._exit(status)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parser, with a bad flag, flagfile or stray argument reported on one line
+    (exit 2)."""
+    try:
+        rest = FLAGS(argv)
+    except flags.Error as err:
+        fail(err, status=2)
+    if len(rest) > 1:
+        fail(f"unexpected arguments: {' '.join(rest[1:])}", status=2)
+    return rest
+
+
+def use_compilation_cache(path: str) -> None:
+    """Persistent XLA compilation cache in `path` (empty: none)."""
+    if path:
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
+def run_main(main: Callable[[list[str]], None]) -> None:
+    """Runs `main(argv)` as a CLI: flags parsed by `parse_flags`, library logging at
+    warnings only (progress goes to stdout), the --compilation_cache in use, and an
+    AdvjaxError or OSError ending the process through `fail`."""
+
+    def guarded(argv: list[str]) -> None:
+        logging.set_verbosity(logging.WARNING)
+        use_compilation_cache(FLAGS.compilation_cache)
+        try:
+            main(argv)
+        except (AdvjaxError, OSError) as err:
+            fail(err)
+
+    app.run(guarded, flags_parser=parse_flags)
