@@ -20,6 +20,7 @@ from absl import app, flags
 
 from advjax.data import load_dataset
 from advjax.data.graph import normalized_graph
+from advjax.files import write_atomically
 from advjax.models.propagation import METHODS, prepare_graph, propagate, resolve_method
 
 FLAGS = flags.FLAGS
@@ -110,8 +111,7 @@ def main(argv):
     pick = pick_path(timings, jax.default_backend())
     print(f"pick for {jax.default_backend()}: {pick} (auto resolves to {resolve_method('auto')})")
     if FLAGS.pick_to:
-        with open(FLAGS.pick_to, "w") as f:
-            f.write(pick + "\n")
+        write_atomically(FLAGS.pick_to, pick + "\n")
 
 
 if __name__ == "__main__":

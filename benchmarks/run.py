@@ -37,12 +37,9 @@ from absl import app, flags, logging
 
 from advjax.data import SplitData, load_dataset
 from advjax.errors import check_finite
-from advjax.evaluation import build_evaluators
 from advjax.files import write_atomically
-from advjax.models.propagation import resolve_method
 from advjax.provenance import git_commit, package_versions
-from advjax.train import TrainConfig, init_state, make_epoch_fns
-from advjax.train.steps import make_train_data, pop_level_counts
+from advjax.train import TrainConfig, setup_run
 from benchmarks import floor
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -77,11 +74,14 @@ class DatasetSpec:
     tau: float
     timed_epochs: int
     note: str
+    train_file: str | None = None
 
 
 DATASETS = {
     "yahoo": DatasetSpec("yahoo.new", 1024, 64, 0.28, 3, "Yahoo!R3 settings of SPEC §3"),
-    "kuairec": DatasetSpec("kuairec2", 2048, 128, 2.0, 2, "KuaiRec settings of SPEC §3"),
+    "kuairec": DatasetSpec(
+        "kuairec2", 2048, 128, 2.0, 2, "KuaiRec settings of SPEC §3", "train_reconstructed"
+    ),
     "gowalla": DatasetSpec(
         "gowalla", 2048, 128, 0.1, 2, "no paper cell; batch 2048, N 128, tau 0.1 by choice"
     ),
@@ -215,21 +215,11 @@ def bench_cell(
         eval_batch_size=eval_batch_size,
     )
     full_batches = data.train.nnz // batch_size
-    n_batches = min(full_batches, max_batches) if max_batches else full_batches
     # A capped epoch samples n_batches * batch_size slots; the per-step work is the same.
-    n_samples = data.train.nnz if n_batches == full_batches else n_batches * batch_size
-    fns = make_epoch_fns(
-        cfg,
-        n_items=data.n_items,
-        n_samples=n_samples,
-        max_degree=int(data.train.degrees().max()),
-    )
-    train_data = make_train_data(data, n_layers, propagation)
-    state = init_state(
-        cfg, n_users=data.n_users, n_items=data.n_items, pop_levels=pop_level_counts(train_data)
-    )
+    run = setup_run(cfg, data, max_batches=max_batches)
+    fns, train_data, state, n_batches = run.fns, run.train_data, run.state, run.fns.n_batches
     n_edges = int(train_data.graph.rows.shape[0])
-    method = resolve_method(propagation) if n_layers else "-"
+    method = train_data.propagation if n_layers else "-"
     log(
         f"{dataset}/{backbone}/{loss}: {data.n_users} users, {data.n_items} items, "
         f"{data.train.nnz} pairs, {n_edges} edges; batch {batch_size}, N {n_neg}, tau {tau}; "
@@ -259,11 +249,10 @@ def bench_cell(
         cf_times += [seconds] if timed else []
         log(f"{line} cf {seconds:.3f}s")
 
-    evaluators = build_evaluators(data, batch_size=eval_batch_size)
+    evaluators = run.evaluators
 
     def evaluate_all():
-        user_emb, item_emb = fns.embed(state.cf_params, train_data.graph)
-        return [ev.evaluate(user_emb, item_emb, ks=(20,)) for ev in evaluators.values()]
+        return run.evaluate(state.cf_params, list(evaluators))
 
     _, eval_first_s = _timed(evaluate_all)
     _, eval_s = _timed(evaluate_all)
@@ -444,7 +433,9 @@ def run_child(cell: str) -> None:
     dataset, backbone, loss = cell.split("/")
     spec = DATASETS[dataset]
     max_batches, timed = _settings()
-    data = load_dataset(data_dir=os.path.join(FLAGS.data_root, spec.directory))
+    data = load_dataset(
+        data_dir=os.path.join(FLAGS.data_root, spec.directory), train_file=spec.train_file
+    )
     record = bench_cell(
         data,
         dataset=dataset,

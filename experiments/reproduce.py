@@ -39,7 +39,7 @@ from advjax.metrics import SELECTION_METRIC
 from advjax.provenance import git_commit
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.config import config_differences, format_differences
-from advjax.train.loop import print_flushed
+from advjax.train.sinks import ProgressLines, print_flushed
 from experiments import cli, run
 from experiments.tables import TABLES, Cell
 
@@ -130,12 +130,13 @@ def sweep(cells: list[Cell], seeds: int, shard: tuple[int, int]) -> list[tuple[C
 def run_cell(
     cell: Cell, seed: int, runs: str, log=lambda line: None, published: dict | None = None
 ) -> dict:
-    """Trains (or re-reports) one cell at one seed; returns its results."""
+    """Trains (or re-reports) one cell at one seed; returns its results. `log` gets its
+    validations, early stop and resumption as lines (advjax.train.sinks.ProgressLines)."""
     done = finished_run(cell, seed, runs, published, log)
     if done is not None:
         return done
     cfg, workdir = _cell_run(cell, seed, runs)
-    results = train_and_evaluate(cfg, workdir, log=log)
+    results = train_and_evaluate(cfg, workdir, sinks=[ProgressLines(log, every_epoch=False)])
     return {**results, "epochs_s": epochs_seconds(workdir)}
 
 
@@ -453,7 +454,10 @@ def main(argv: list[str]) -> None:
             if results is None:
                 continue
         else:
-            progress = run.progress_log(label, print_flushed)
+
+            def progress(line: str, label: str = label) -> None:
+                print_flushed(f"{label}: {line}")
+
             results = run_cell(cell, seed, FLAGS.runs, log=progress, published=published)
         per_seed.setdefault(cell.name, {})[seed] = results
         split = _test_split(results)

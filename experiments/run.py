@@ -101,32 +101,10 @@ def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> TrainConfig:
 
 
 def default_workdir(cfg: TrainConfig) -> str:
+    """runs/<dataset>-<backbone>-<loss label>, e.g. runs/coat-mf-adv_infonce-embed."""
     name = os.path.basename(os.path.normpath(cfg.data_dir)) if cfg.data_dir else cfg.dataset
     backbone = f"lightgcn{cfg.n_layers}" if cfg.n_layers else "mf"
-    loss = cfg.loss
-    if cfg.trains_adversary:
-        loss += f"-{cfg.hardness}"
-    if cfg.uses_hardness and cfg.hardness_strategy != "adversarial":
-        loss += f"-{cfg.hardness_strategy}"
-    return os.path.join("runs", f"{name}-{backbone}-{loss}")
-
-
-def is_progress_line(line: str) -> bool:
-    """Whether a training log line is worth printing when many runs share one output
-    (experiments.search, experiments.reproduce): validations, early stops and
-    resumptions, not every epoch."""
-    return " | valid " in line or line.startswith(("early stop", "resumed"))
-
-
-def progress_log(prefix: str, out=print):
-    """A train_and_evaluate log that passes only the progress lines on to `out`, each
-    after `prefix` (the run's name in a sweep)."""
-
-    def log(line: str) -> None:
-        if is_progress_line(line):
-            out(f"{prefix}: {line}")
-
-    return log
+    return os.path.join("runs", f"{name}-{backbone}-{cfg.loss_label}")
 
 
 def main(argv: list[str]) -> None:

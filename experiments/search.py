@@ -22,12 +22,13 @@ import time
 
 from absl import flags
 
-from advjax.data import load_dataset
 from advjax.errors import ConfigError
 from advjax.files import read_json_object, write_atomically
 from advjax.metrics import SELECTION_METRIC
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.config import config_dict, config_differences, format_differences
+from advjax.train.setup import load_split
+from advjax.train.sinks import ProgressLines
 from experiments import cli, run
 
 flags.DEFINE_string("grid", "", 'Grid over TrainConfig fields: "name=v1,v2;name2=v3,v4".')
@@ -88,17 +89,16 @@ def search(base: TrainConfig, points: list[dict], out: str, log=print) -> dict:
                 f"({format_differences(differences)})"
             )
     done = {_key(p["point"]) for p in record["points"]}
-    data = load_dataset(
-        base.dataset, base.data_dir or None, n_users=base.n_users or None,
-        n_items=base.n_items or None,
-    )  # fmt: skip
+    data = load_split(base)
     for index, point in enumerate(points):
         if _key(point) in done:
             continue
         cfg = dataclasses.replace(base, **point)
         tick = time.perf_counter()
-        progress = run.progress_log(f"[{index + 1}/{len(points)}] {point}", log)
-        results = train_and_evaluate(cfg, None, data=data, log=progress)
+        progress = ProgressLines(
+            log, prefix=f"[{index + 1}/{len(points)}] {point}: ", every_epoch=False
+        )
+        results = train_and_evaluate(cfg, None, data=data, sinks=[progress])
         entry = {
             "point": point,
             "seconds": round(time.perf_counter() - tick, 1),

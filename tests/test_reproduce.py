@@ -11,7 +11,7 @@ import scipy.stats
 
 from advjax.errors import ConfigError, WorkdirError
 from advjax.train import TrainConfig
-from experiments import reproduce, run
+from experiments import reproduce
 from experiments.tables import TABLES, Cell
 
 
@@ -399,11 +399,12 @@ def test_shards_split_the_sweep_once_each():
 def test_progress_lines_are_the_validations_of_a_real_run():
     from advjax.data import load_dataset
     from advjax.train import TrainConfig, train_and_evaluate
+    from advjax.train.sinks import ProgressLines
 
-    lines = []
+    shown = []
     cfg = TrainConfig(max_epochs=6, eval_every=3, patience=1)
-    train_and_evaluate(cfg, None, data=load_dataset("coat"), log=lines.append)
-    shown = [line for line in lines if run.is_progress_line(line)]
+    sink = ProgressLines(shown.append, every_epoch=False)
+    train_and_evaluate(cfg, None, data=load_dataset("coat"), sinks=[sink])
     assert [line[:10] for line in shown if line.startswith("epoch")] == ["epoch    3", "epoch    6"]
     assert len(shown) in (2, 3)  # plus "early stop" when epoch 6 did not improve
     assert all("valid recall@20" in line for line in shown if line.startswith("epoch"))
