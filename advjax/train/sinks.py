@@ -51,7 +51,8 @@ class ProgressLines:
       log: receives each line.
       prefix: put before every line ("coat_mf_infonce seed 2: "), for sweeps.
       every_epoch: False keeps only what a sweep of many runs wants to see: epochs
-        with a validation, early stops and resumptions.
+        with a validation, early stops, resumptions and notes (no final table: the
+        sweep reports each run itself).
     """
 
     def __init__(self, log: Callable[[str], None] = print_flushed, *, prefix: str = "",
@@ -112,7 +113,7 @@ class ProgressLines:
                 self._out(
                     f"early stop: {event.patience} validations without a better {event.metric}"
                 )
-            case events.Report():
+            case events.Report() if self.every_epoch:
                 self._out(
                     f"best epoch {event.best_epoch} of {event.epochs}; {event.seconds:.1f}s\n"
                     + results_table(event.metrics)
