@@ -66,20 +66,21 @@ _define_flags()
 FLAGS = flags.FLAGS
 
 
-SETTING_KINDS = {field.name: type(field.default) for field in dataclasses.fields(TrainConfig)}
+CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(TrainConfig))
 
 
 def setting_from_text(name: str, text: str):
-    """The value of TrainConfig field `name` written as flag text ("10,20" for ks).
+    """The value of TrainConfig field `name` written as flag text, read by that flag's
+    own absl parser ("0.5" for tau; "10,20" for ks, as a tuple of ints).
 
     Raises:
       KeyError: `name` is no TrainConfig field.
-      ValueError: `text` is not a value of the field's type (SETTING_KINDS[name]).
+      ValueError: `text` is not a value of the flag's type.
     """
-    kind = SETTING_KINDS[name]
-    if kind is tuple:
-        return tuple(int(v) for v in text.split(","))
-    return kind(text)
+    if name not in CONFIG_FIELDS:
+        raise KeyError(name)
+    value = FLAGS[name].parser.parse(text)
+    return tuple(int(k) for k in value) if isinstance(value, list) else value
 
 
 def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> TrainConfig:

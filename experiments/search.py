@@ -46,7 +46,7 @@ def parse_grid(text: str) -> list[dict]:
     for part in filter(None, (p.strip() for p in text.split(";"))):
         name, _, values = part.partition("=")
         name = name.strip()
-        if name not in run.SETTING_KINDS:
+        if name not in run.CONFIG_FIELDS:
             raise ConfigError(f"--grid: unknown setting {name!r}")
         try:
             axes.append(
@@ -57,7 +57,7 @@ def parse_grid(text: str) -> list[dict]:
                 ]
             )
         except ValueError:
-            kind = run.SETTING_KINDS[name].__name__
+            kind = run.FLAGS[name].flag_type()
             raise ConfigError(f"--grid: {name} takes {kind} values, got {values!r}") from None
     return [dict(point) for point in itertools.product(*axes)]
 
