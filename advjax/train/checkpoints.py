@@ -37,7 +37,7 @@ from advjax.train.config import (
 from advjax.train.state import TrainState
 
 # Settings that change nothing a checkpoint holds: a run may resume with other values.
-_RESUMABLE_CHANGES = ("max_epochs", "eval_batch_size")
+_RESUMABLE_CHANGES = ("max_epochs", "eval_batch_size", "log_test")
 
 
 class _QuietWriters:

@@ -9,6 +9,8 @@ from advjax.losses.registry import LOSSES, all_settings
 from advjax.losses.spec import Loss
 from advjax.models import propagation
 
+NEGATIVE_MODES = ("fresh", "frozen")
+
 
 def _setting(default, help_text: str):
     """A config field with its flag help text."""
@@ -61,6 +63,11 @@ class _RunSettings:
         "warm-up temperature of adap_tau).",
     )
     n_neg: int = _setting(64, "Sampled negatives per positive.")
+    negatives: str = _setting(
+        "fresh",
+        "Negative draws: fresh (new draws every epoch and adversarial pass) or frozen (one "
+        "draw per batch position for the whole run, as the paper's public code samples).",
+    )
     batch_size: int = _setting(1024, "Training batch size; the incomplete last batch is dropped.")
     lr: float = _setting(1e-3, "Adam learning rate of the CF model.")
     lr_adv: float = _setting(1e-2, "Adam learning rate of the adversary (hardness model).")
@@ -80,6 +87,12 @@ class _RunSettings:
     ks: tuple[int, ...] = _setting(
         (20,), "Comma-separated cut-offs K of the reported metrics (must include 20)."
     )
+    log_test: bool = _setting(
+        False,
+        "Also evaluate every test split at each validation, into metrics.jsonl and "
+        "TensorBoard (test_ood/recall@20, ...); selection and early stopping still read "
+        "validation only.",
+    )
     eval_batch_size: int = _setting(
         1024, "Users per evaluation batch (results do not depend on it)."
     )
@@ -92,6 +105,10 @@ class _RunSettings:
             raise ConfigError(
                 f"unknown propagation {self.propagation!r}; choose auto or one of "
                 f"{propagation.METHODS}"
+            )
+        if self.negatives not in NEGATIVE_MODES:
+            raise ConfigError(
+                f"unknown negatives {self.negatives!r}; choose one of {NEGATIVE_MODES}"
             )
         for name in ("n_neg", "batch_size", "emb_dim", "eval_every", "eval_batch_size", "t_adv"):
             if getattr(self, name) < 1:

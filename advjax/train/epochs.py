@@ -29,9 +29,22 @@ if typing.TYPE_CHECKING:  # setup imports this module
     from advjax.train.setup import TrainData
 
 # Independent random streams folded into the root key.
-_CF_STREAM, _ADV_STREAM = 0, 1
+_CF_STREAM, _ADV_STREAM, _FROZEN_STREAM = 0, 1, 2
 # Streams folded into an epoch's key.
 _POSITIVES, _NEGATIVES, _BATCH_KEYS = 0, 1, 2
+
+
+def negatives_key(cfg: TrainConfig, root_key: jax.Array, epoch_key: jax.Array, index):
+    """The key of the negatives of batch `index`.
+
+    "fresh": from the epoch's key, so every epoch and adversarial pass draws anew.
+    "frozen": from the root key alone, so batch position `index` reuses one key for
+    the whole run (the paper's public code restarts a fixed-seed sampler in each
+    data-loader worker, which has this effect); a position's negatives then repeat
+    whenever its user does.
+    """
+    base = epoch_key if cfg.negatives == "fresh" else jax.random.fold_in(root_key, _FROZEN_STREAM)
+    return jax.random.fold_in(jax.random.fold_in(base, _NEGATIVES), index)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +103,7 @@ def make_epoch_fns(
 
         def body(state, xs):
             index, users, pos = xs
-            neg_key = jax.random.fold_in(jax.random.fold_in(epoch_key, _NEGATIVES), index)
+            neg_key = negatives_key(cfg, state.key, epoch_key, index)
             negs = sample_negatives(
                 neg_key, data.pairs, users, n_neg=cfg.n_neg, n_items=n_items, steps=steps
             )

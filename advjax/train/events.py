@@ -7,7 +7,7 @@ events, in order:
   RunStarted
   Note*                        (checkpoint notices: restarts, unreadable checkpoints)
   Resumed?                     (a workdir with checkpoints of this configuration)
-  per epoch: AdversarialPass? EpochTrained Validation? CheckpointSaved* EpochEnd
+  per epoch: AdversarialPass? EpochTrained Validation? TestCurves? CheckpointSaved* EpochEnd
   EarlyStopped?
   Report                       (or Evaluated, for --test_only)
 
@@ -102,6 +102,19 @@ class Validation:
 
 
 @dataclasses.dataclass(frozen=True)
+class TestCurves:
+    """--log_test: every test split evaluated after `epoch`, for curves only (nothing is
+    chosen by them).
+
+    Attributes:
+      metrics: {test split: {metric@k: value}}.
+    """
+
+    epoch: int
+    metrics: dict
+
+
+@dataclasses.dataclass(frozen=True)
 class CheckpointSaved:
     """A checkpoint of `epoch` was written: the state (`kind` "state") or the best
     parameters ("best")."""
@@ -170,6 +183,7 @@ Event = (
     | AdversarialPass
     | EpochTrained
     | Validation
+    | TestCurves
     | CheckpointSaved
     | EpochEnd
     | EarlyStopped

@@ -138,6 +138,9 @@ def train_events(
                     if ckpt:
                         ckpt.save_best(epoch, best_params)
                         yield events.CheckpointSaved(epoch, "best")
+            if cfg.log_test:
+                tests = [name for name in run.evaluators if name != "valid"]
+                yield events.TestCurves(epoch, run.evaluate(state.cf_params, tests))
             if ckpt:
                 ckpt.save(state, stopping.record())
                 yield events.CheckpointSaved(epoch, "state")

@@ -102,6 +102,8 @@ class ProgressLines:
                     f"valid {format_metrics(event.metrics)}" + (" *" if event.improved else "")
                 )
                 self._validated = True
+            case events.TestCurves():
+                self._line += [f"{n} {format_metrics(m)}" for n, m in event.metrics.items()]
             case events.EpochEnd():
                 self._epoch_times.append(event.wall_s)
                 if len(self._epoch_times) > 1:  # the first epoch's time is mostly compilation
@@ -141,6 +143,11 @@ class ProgressLines:
         pass
 
 
+def _flat(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+    """{"test_ood": {"recall@20": x}} -> {"test_ood/recall@20": x}."""
+    return {f"{split}/{k}": v for split, values in metrics.items() for k, v in values.items()}
+
+
 class ScalarSink:
     """Per-epoch scalars and the final metrics into the workdir's metrics.jsonl and
     TensorBoard events (advjax.logs.ScalarLog), opened at the first epoch or report."""
@@ -175,15 +182,13 @@ class ScalarSink:
                 self._record = record
             case events.Validation():
                 self._record.update({f"valid/{k}": v for k, v in event.metrics.items()})
+            case events.TestCurves():
+                self._record.update(_flat(event.metrics))
             case events.EpochEnd():
                 self._scalars().write(event.epoch, self._record)
                 self._record = {}
             case events.Report():
-                flat = {
-                    f"{split}/{k}": v for split, metrics in event.metrics.items()
-                    for k, v in metrics.items()
-                }  # fmt: skip
-                self._scalars().write(event.epochs, flat, final=True)
+                self._scalars().write(event.epochs, _flat(event.metrics), final=True)
 
     def close(self) -> None:
         if self._log is not None:

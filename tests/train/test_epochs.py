@@ -182,3 +182,53 @@ def test_adap_tau_counts_each_sample_and_personalises_temperatures(coat):
     seen = np.asarray(state.loss_state["loss_count"]) > 0
     assert tau_user[seen].std() > 0  # users with different losses, different temperatures
     assert np.isfinite(float(stats["loss"]))
+
+
+def test_frozen_negatives_repeat_and_fresh_ones_do_not(coat):
+    from advjax.train.epochs import negatives_key
+
+    root = jax.random.key(3)
+    epoch_a, epoch_b = jax.random.fold_in(root, 10), jax.random.fold_in(root, 11)
+    users = jnp.arange(64) % coat.n_users
+    pairs = setup_run(TrainConfig(), coat).train_data.pairs
+    steps = bisection_steps(int(coat.train.degrees().max()))
+
+    def draw(cfg, epoch_key, index):
+        key = negatives_key(cfg, root, epoch_key, index)
+        return np.asarray(
+            sample_negatives(key, pairs, users, n_neg=16, n_items=coat.n_items, steps=steps)
+        )
+
+    frozen, fresh = TrainConfig(negatives="frozen"), TrainConfig(negatives="fresh")
+    # Frozen: the same draws at a batch position in every epoch and pass.
+    np.testing.assert_array_equal(draw(frozen, epoch_a, 0), draw(frozen, epoch_b, 0))
+    assert not np.array_equal(draw(frozen, epoch_a, 0), draw(frozen, epoch_a, 1))
+    # Fresh: new draws every epoch.
+    assert not np.array_equal(draw(fresh, epoch_a, 0), draw(fresh, epoch_b, 0))
+    # Either way, never a training item of the user, and uniform over the others.
+    for cfg in (frozen, fresh):
+        counts = np.zeros(coat.n_items)
+        user = 0
+        allowed = np.setdiff1d(np.arange(coat.n_items), coat.train.items[
+            coat.train.indptr[user] : coat.train.indptr[user + 1]
+        ])  # fmt: skip
+        for index in range(40):
+            draws = draw(cfg, jax.random.fold_in(root, 100 + index), index)
+            for row, u in zip(draws, np.asarray(users), strict=True):
+                items = coat.train.items[coat.train.indptr[u] : coat.train.indptr[u + 1]]
+                assert not np.isin(row, items).any()
+            counts += np.bincount(draws[0], minlength=coat.n_items)  # user 0's rows
+        assert counts[np.setdiff1d(np.arange(coat.n_items), allowed)].sum() == 0
+        # 640 draws over the allowed items: a chi-square test of uniformity.
+        expected = counts.sum() / allowed.size
+        chi2 = float(((counts[allowed] - expected) ** 2 / expected).sum())
+        assert chi2 < allowed.size + 5 * np.sqrt(2 * allowed.size), chi2
+
+
+def test_frozen_negatives_train_and_differ_from_fresh(coat):
+    cfg, fns, state, train_data = _setup(coat, negatives="frozen")
+    state, stats = fns.cf_epoch(state, train_data)
+    assert np.isfinite(float(stats["loss"]))
+    _, fresh_fns, fresh_state, _ = _setup(coat)
+    fresh_state, fresh_stats = fresh_fns.cf_epoch(fresh_state, train_data)
+    assert float(stats["loss"]) != float(fresh_stats["loss"])
