@@ -194,5 +194,6 @@ LOSS = Loss(
         ),
     ),
     adversary=_adversary,
+    hardness=hardness_for,
     label=_label,
 )

@@ -13,6 +13,7 @@ the specs. From a spec the trainer learns:
   epoch_start   how that state changes when a CF epoch starts;
   accumulate    how a batch adds to that state;
   adversary     the model it trains in adversarial passes, and in which direction;
+  hardness      the logits of its weights over a batch's negatives (diagnostics only);
   label         its name in progress lines and default workdirs.
 
 Everything a spec holds is pure: jitted code calls it while tracing.
@@ -163,6 +164,9 @@ class Loss:
       epoch_start: (cfg, loss_state, EpochView) -> loss_state, or None.
       accumulate: (loss_state, users [B], batch_stats) -> loss_state, or None.
       adversary: (cfg) -> Adversary or None (no adversarial passes).
+      hardness: (cfg, LossInputs) -> [B, N] logits whose softmax weights the negatives,
+        or None (uniform weights); read by the diagnostics (advjax.diagnostics), never
+        by training.
       label: (cfg) -> its name in progress lines and default workdirs, or None (name).
     """
 
@@ -176,6 +180,7 @@ class Loss:
     epoch_start: Callable | None = None
     accumulate: Callable | None = None
     adversary: Callable[[Any], Adversary | None] = _no_adversary
+    hardness: Callable | None = None
     label: Callable[[Any], str] | None = None
 
     def label_of(self, cfg) -> str:

@@ -7,7 +7,9 @@ events, in order:
   RunStarted
   Note*                        (checkpoint notices: restarts, unreadable checkpoints)
   Resumed?                     (a workdir with checkpoints of this configuration)
-  per epoch: AdversarialPass? EpochTrained Validation? TestCurves? CheckpointSaved* EpochEnd
+  per epoch: AdversarialPass? EpochTrained
+             (at a validation epoch: Validation? TestCurves? Diagnostics CheckpointSaved*)
+             EpochEnd
   EarlyStopped?
   Report                       (or Evaluated, for --test_only)
 
@@ -115,6 +117,15 @@ class TestCurves:
 
 
 @dataclasses.dataclass(frozen=True)
+class Diagnostics:
+    """SPEC §7's diagnostics after `epoch` on the run's fixed sample: {"repr/align",
+    "repr/uniform", and "hardness/..." for a loss that weights its negatives}."""
+
+    epoch: int
+    values: dict
+
+
+@dataclasses.dataclass(frozen=True)
 class CheckpointSaved:
     """A checkpoint of `epoch` was written: the state (`kind` "state") or the best
     parameters ("best")."""
@@ -184,6 +195,7 @@ Event = (
     | EpochTrained
     | Validation
     | TestCurves
+    | Diagnostics
     | CheckpointSaved
     | EpochEnd
     | EarlyStopped

@@ -141,6 +141,7 @@ def train_events(
             if cfg.log_test:
                 tests = [name for name in run.evaluators if name != "valid"]
                 yield events.TestCurves(epoch, run.evaluate(state.cf_params, tests))
+            yield events.Diagnostics(epoch, run.diagnostics(state))
             if ckpt:
                 ckpt.save(state, stopping.record())
                 yield events.CheckpointSaved(epoch, "state")

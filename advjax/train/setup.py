@@ -8,15 +8,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 from flax import struct
 
+from advjax import diagnostics
 from advjax.data import SplitData, load_dataset
 from advjax.data.graph import Graph, empty_graph, normalized_graph
 from advjax.evaluation import Evaluator, build_evaluators
 from advjax.models.propagation import prepare_graph, resolve_method
 from advjax.sampling import TrainPairs, make_train_pairs
 from advjax.train.config import TrainConfig
+from advjax.train.diagnose import SAMPLE_STREAM, make_diagnose
 from advjax.train.epochs import EpochFns, make_epoch_fns
 from advjax.train.state import TrainState, init_state
 
@@ -79,11 +82,18 @@ class RunSetup:
     fns: EpochFns
     evaluators: dict[str, Evaluator]
     state: TrainState
+    sample: diagnostics.Sample
+    diagnose: Callable
 
     def evaluate(self, cf_params, names) -> dict[str, dict[str, float]]:
         """{name: {metric@k: value}} of the evaluators `names` at cf_params."""
         user_emb, item_emb = self.fns.embed(cf_params, self.train_data)
         return {n: self.evaluators[n].evaluate(user_emb, item_emb, self.cfg.ks) for n in names}
+
+    def diagnostics(self, state: TrainState) -> dict[str, float]:
+        """SPEC §7's diagnostics at `state` on the run's fixed sample (train/diagnose.py)."""
+        values = self.diagnose(state, self.train_data, self.sample)
+        return {name: float(value) for name, value in values.items()}
 
 
 def setup_run(
@@ -93,7 +103,8 @@ def setup_run(
     max_batches: int = 0,
     trace_hook: Callable[[Callable], Callable] = lambda fn: fn,
 ) -> RunSetup:
-    """The one setup sequence: split, train data, compiled epochs, evaluators, state.
+    """The one setup sequence: split, train data, compiled epochs, evaluators, state,
+    and the fixed sample of the diagnostics.
 
     Args:
       cfg: run settings.
@@ -118,4 +129,8 @@ def setup_run(
         cfg, n_users=data.n_users, n_items=data.n_items, loss_data=train_data.loss_data
     )
     evaluators = build_evaluators(data, batch_size=cfg.eval_batch_size)
-    return RunSetup(cfg, data, train_data, fns, evaluators, state)
+    sample = diagnostics.make_sample(
+        data, train_data.pairs, jax.random.fold_in(state.key, SAMPLE_STREAM), n_neg=cfg.n_neg
+    )
+    diagnose = make_diagnose(cfg, fns.embed)
+    return RunSetup(cfg, data, train_data, fns, evaluators, state, sample, diagnose)

@@ -184,6 +184,8 @@ class ScalarSink:
                 self._record.update({f"valid/{k}": v for k, v in event.metrics.items()})
             case events.TestCurves():
                 self._record.update(_flat(event.metrics))
+            case events.Diagnostics():
+                self._record.update(event.values)
             case events.EpochEnd():
                 self._scalars().write(event.epoch, self._record)
                 self._record = {}

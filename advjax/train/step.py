@@ -53,8 +53,7 @@ def l2_penalty(cfg: TrainConfig, cf_params: dict, batch: Batch) -> jax.Array:
     return cfg.l2_reg * sq / 2 / batch.users.shape[0]
 
 
-def batch_loss(
-    cfg: TrainConfig,
+def loss_inputs(
     state: TrainState,
     data: TrainData,
     batch: Batch,
@@ -62,19 +61,16 @@ def batch_loss(
     item_table: jax.Array,
     cf_params: dict,
     adv_params: dict,
-) -> LossValue:
-    """cfg.loss on one batch, given unit-norm final embeddings.
+) -> LossInputs:
+    """What the loss reads for one batch, given unit-norm final embeddings.
 
     Args:
-      cfg, state, data, batch: the run's settings, state, train data and the batch.
+      state, data, batch: the run's state, train data and the batch.
       user_vecs: [B, d] unit-norm final embeddings of batch.users.
       item_table: [I, d] unit-norm final item embeddings.
       cf_params, adv_params: the parameters to read (the ones being differentiated).
-
-    Returns:
-      The loss's LossValue: per_sample [B], diagnostics, batch_stats.
     """
-    inputs = LossInputs(
+    return LossInputs(
         pos_cos=pair_scores(user_vecs, item_table, batch.pos[:, None])[:, 0],
         neg_cos=pair_scores(user_vecs, item_table, batch.negs),
         user_vecs=user_vecs,
@@ -89,6 +85,21 @@ def batch_loss(
         epoch=state.epoch,
         key=batch.key,
     )
+
+
+def batch_loss(
+    cfg: TrainConfig,
+    state: TrainState,
+    data: TrainData,
+    batch: Batch,
+    user_vecs: jax.Array,
+    item_table: jax.Array,
+    cf_params: dict,
+    adv_params: dict,
+) -> LossValue:
+    """cfg.loss on one batch: its LossValue (per_sample [B], diagnostics, batch_stats).
+    Arguments as loss_inputs."""
+    inputs = loss_inputs(state, data, batch, user_vecs, item_table, cf_params, adv_params)
     return cfg.loss_spec.value(cfg, inputs)
 
 

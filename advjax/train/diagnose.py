@@ -1,0 +1,61 @@
+"""The diagnostics of SPEC §7 at a validation: representation geometry and hardness.
+
+Computed on a fixed sample (advjax.diagnostics.Sample, built once per run from its own
+random stream), so successive values follow the model, not the draw; they are logged
+(metrics.jsonl, TensorBoard) and never read by training or selection.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable
+
+import jax
+
+from advjax import diagnostics
+from advjax.models.scores import l2_normalize
+from advjax.train.config import TrainConfig
+from advjax.train.state import TrainState
+from advjax.train.step import Batch, loss_inputs
+
+if typing.TYPE_CHECKING:  # setup imports this module
+    from advjax.train.setup import TrainData
+
+# The sample's stream, folded into the root key (training uses 0-2).
+SAMPLE_STREAM = 3
+
+
+def make_diagnose(cfg: TrainConfig, embed: Callable) -> Callable:
+    """A jitted (state, data, sample) -> {name: []} of
+
+      "repr/align", "repr/uniform" (users' and items' averaged), and, for a loss that
+      weights its negatives (its spec's `hardness`), "hardness/kl_u_p", "kl_p_u",
+      "delta_std", "pop_corr", "fn_rate" (advjax.diagnostics.hardness_stats).
+
+    embed: the run's (cf_params, data) -> (user_emb, item_emb).
+    """
+    spec = cfg.loss_spec
+
+    def diagnose(state: TrainState, data: TrainData, sample: diagnostics.Sample):
+        user_emb, item_emb = embed(state.cf_params, data)
+        user_hat, item_hat = l2_normalize(user_emb), l2_normalize(item_emb)
+        values = {
+            "repr/align": diagnostics.alignment(user_hat[sample.users], item_hat[sample.pos]),
+            "repr/uniform": (
+                diagnostics.uniformity(user_hat[sample.user_set])
+                + diagnostics.uniformity(item_hat[sample.items])
+            )
+            / 2,
+        }
+        if spec.hardness:
+            key = jax.random.fold_in(jax.random.fold_in(state.key, SAMPLE_STREAM), 1)
+            batch = Batch(sample.users, sample.pos, sample.negs, key)
+            inputs = loss_inputs(
+                state, data, batch, user_hat[sample.users], item_hat, state.cf_params,
+                state.adv_params,
+            )  # fmt: skip
+            stats = diagnostics.hardness_stats(spec.hardness(cfg, inputs), sample)
+            values.update({f"hardness/{name}": value for name, value in stats.items()})
+        return values
+
+    return jax.jit(diagnose)
