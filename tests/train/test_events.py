@@ -25,7 +25,7 @@ def test_events_come_in_the_documented_order(coat_events):
         if hasattr(event, "epoch") and not isinstance(event, ev.Report | ev.EarlyStopped):
             by_epoch.setdefault(event.epoch, []).append(type(event).__name__)
     assert by_epoch[3] == ["AdversarialPass", "EpochTrained", "EpochEnd"]
-    assert by_epoch[5] == ["EpochTrained", "Validation", "EpochEnd"]
+    assert by_epoch[5] == ["EpochTrained", "Validation", "Diagnostics", "EpochEnd"]
     assert [e.epoch for e in coat_events if isinstance(e, ev.AdversarialPass)] == [3, 8]
     assert [e.number for e in coat_events if isinstance(e, ev.AdversarialPass)] == [1, 2]
 
