@@ -40,7 +40,8 @@ from advjax.provenance import git_commit
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.config import config_differences, format_differences
 from advjax.train.sinks import ProgressLines, print_flushed
-from experiments import cli, run
+from experiments import cli
+from experiments.run import finished_results, read_flagfile
 from experiments.tables import TABLES, Cell
 
 flags.DEFINE_string("table", "", f"Table to reproduce: {', '.join(TABLES)}.")
@@ -70,31 +71,6 @@ flags.DEFINE_bool(
 FLAGS = flags.FLAGS
 
 METRICS = ("recall@20", "ndcg@20", "hit_ratio@20")
-
-
-def read_flagfile(path: str) -> TrainConfig:
-    """The TrainConfig of a flagfile, read by absl's own parser (as `experiments.run
-    --flagfile=path` reads it) into flags of the TrainConfig fields alone.
-
-    Raises:
-      ConfigError: naming `path`, when the file cannot be read or holds an unknown flag
-        (also one of the CLIs' own, such as --workdir), a value of the wrong type, or a
-        line that is no flag.
-    """
-    flag_values = flags.FlagValues()
-    run.define_config_flags(flag_values)
-    try:
-        rest = flag_values(["flagfile", f"--flagfile={path}"])
-    except flags.UnrecognizedFlagError as err:
-        raise ConfigError(f"{path}: unknown flag --{err.flagname}") from None
-    except flags.Error as err:
-        raise ConfigError(f"{path}: {str(err).removeprefix('ERROR:: ')}") from None
-    if len(rest) > 1:
-        raise ConfigError(f"{path}: not a flag: {' '.join(rest[1:])}")
-    try:
-        return run.config_from_flags(flag_values)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
 
 
 def _cell_run(cell: Cell, seed: int, runs: str) -> tuple[TrainConfig, str]:
@@ -192,23 +168,6 @@ def run_records(cells: list[Cell], per_seed: dict) -> list[dict]:
         for cell in cells
         for seed in sorted(per_seed.get(cell.name, {}))
     ]
-
-
-def finished_results(workdir: str, cfg: TrainConfig) -> dict | None:
-    """The workdir's results.json when that run finished with exactly `cfg`, else None.
-
-    Read as is rather than re-evaluated, so a run trained on another machine (a GPU
-    host) counts once its results.json, metrics.jsonl and config.json are copied here.
-    """
-    path = os.path.join(workdir, "results.json")
-    if not os.path.exists(path):
-        return None
-    results, problem = read_json_object(path)
-    if problem:
-        raise WorkdirError(f"{path}: {problem}; delete it to train this run again")
-    if config_differences(results.get("flags", {}), cfg):
-        return None
-    return results
 
 
 def trained_on(results: dict) -> str:

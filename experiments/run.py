@@ -17,9 +17,11 @@ import os
 import jax
 from absl import flags
 
-from advjax.errors import ConfigError
+from advjax.errors import ConfigError, WorkdirError
+from advjax.files import read_json_object
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.checkpoints import load_run_config
+from advjax.train.config import config_differences
 from experiments import cli
 
 
@@ -99,6 +101,48 @@ def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> TrainConfig:
                 raise ConfigError(f"--{field.name} takes integers, got {','.join(value)}") from None
         values[field.name] = value
     return TrainConfig(**values)
+
+
+def read_flagfile(path: str) -> TrainConfig:
+    """The TrainConfig of a flagfile, read by absl's own parser (as `experiments.run
+    --flagfile=path` reads it) into flags of the TrainConfig fields alone.
+
+    Raises:
+      ConfigError: naming `path`, when the file cannot be read or holds an unknown flag
+        (also one of the CLIs' own, such as --workdir), a value of the wrong type, or a
+        line that is no flag.
+    """
+    flag_values = flags.FlagValues()
+    define_config_flags(flag_values)
+    try:
+        rest = flag_values(["flagfile", f"--flagfile={path}"])
+    except flags.UnrecognizedFlagError as err:
+        raise ConfigError(f"{path}: unknown flag --{err.flagname}") from None
+    except flags.Error as err:
+        raise ConfigError(f"{path}: {str(err).removeprefix('ERROR:: ')}") from None
+    if len(rest) > 1:
+        raise ConfigError(f"{path}: not a flag: {' '.join(rest[1:])}")
+    try:
+        return config_from_flags(flag_values)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def finished_results(workdir: str, cfg: TrainConfig) -> dict | None:
+    """The workdir's results.json when that run finished with exactly `cfg`, else None.
+
+    Read as is rather than re-evaluated, so a run trained on another machine (a GPU
+    host) counts once its results.json, metrics.jsonl and config.json are copied here.
+    """
+    path = os.path.join(workdir, "results.json")
+    if not os.path.exists(path):
+        return None
+    results, problem = read_json_object(path)
+    if problem:
+        raise WorkdirError(f"{path}: {problem}; delete it to train this run again")
+    if config_differences(results.get("flags", {}), cfg):
+        return None
+    return results
 
 
 def default_workdir(cfg: TrainConfig) -> str:
