@@ -10,6 +10,7 @@ from advjax.losses.spec import Loss
 from advjax.models import propagation
 
 NEGATIVE_MODES = ("fresh", "frozen")
+ADV_STOPS = ("budget", "valid")
 
 
 def _setting(default, help_text: str):
@@ -79,6 +80,18 @@ class _RunSettings:
         18, "E_adv: number of adversarial epochs in the whole run (the KL budget)."
     )
     warm_up_epochs: int = _setting(0, "No adversarial epoch at or before this epoch.")
+    kl_radius: float = _setting(
+        0.0,
+        "Adversary budget as a KL radius eta (Eq. 9; beyond the paper): a scheduled "
+        "adversarial pass runs only while the hardness divergence KL(U||P) on the "
+        "diagnostics' fixed sample is below eta; --e_adv still caps the passes. 0: the "
+        "paper's count-based budget alone.",
+    )
+    adv_stop: str = _setting(
+        "budget",
+        "When adversarial training ends: budget (after --e_adv passes, or at --kl_radius) "
+        "or valid (also at the first validation that does not beat the best).",
+    )
     max_epochs: int = _setting(1000, "Epoch limit.")
     eval_every: int = _setting(5, "Validate every this many epochs.")
     patience: int = _setting(
@@ -106,6 +119,10 @@ class _RunSettings:
                 f"unknown propagation {self.propagation!r}; choose auto or one of "
                 f"{propagation.METHODS}"
             )
+        if self.adv_stop not in ADV_STOPS:
+            raise ConfigError(f"unknown adv_stop {self.adv_stop!r}; choose one of {ADV_STOPS}")
+        if self.kl_radius < 0:
+            raise ConfigError(f"kl_radius must be >= 0, got {self.kl_radius}")
         if self.negatives not in NEGATIVE_MODES:
             raise ConfigError(
                 f"unknown negatives {self.negatives!r}; choose one of {NEGATIVE_MODES}"

@@ -3,6 +3,7 @@ the final report; as a stream of events (advjax/train/events.py) that sinks cons
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -19,6 +20,11 @@ from advjax.train.early_stopping import EarlyStopping
 from advjax.train.schedule import runs_adversarial_pass
 from advjax.train.setup import RunSetup, setup_run
 from advjax.train.sinks import ProgressLines, ResultsFile, ScalarSink, print_flushed
+
+
+def _divergence(run: RunSetup, state) -> float:
+    """The hardness divergence KL(U || P) at `state` on the diagnostics' fixed sample."""
+    return run.diagnostics(state)["hardness/kl_u_p"]
 
 
 def _floats(stats: dict) -> dict[str, float]:
@@ -84,6 +90,7 @@ def train_events(
 
     notes: list[str] = []
     ckpt, best_params = None, None
+    adversary_stopped = False  # --adv_stop=valid, after a validation without a new best
     stopping = EarlyStopping(patience=cfg.patience, eval_every=cfg.eval_every)
     if workdir:
         ckpt = RunCheckpoints(
@@ -94,6 +101,7 @@ def train_events(
         if restored is not None:
             state, record = restored
             stopping = stopping.restored(record)
+            adversary_stopped = bool(record.get("adversary_stopped", False))
             best_params = ckpt.restore_best(jax.device_get(state.cf_params))
             yield events.Resumed(
                 int(state.epoch), workdir, stopping.best_score, stopping.best_epoch
@@ -113,7 +121,10 @@ def train_events(
         if has_valid and stopping.stopped:
             break  # a resumed run that had already stopped early
         tick = time.perf_counter()
-        if runs_adversarial_pass(cfg, epoch - 1, int(state.adv_epochs)):
+        if runs_adversarial_pass(
+            cfg, epoch - 1, int(state.adv_epochs), stopped=adversary_stopped,
+            divergence=functools.partial(_divergence, run, state),
+        ):  # fmt: skip
             state, adv_stats = fns.adv_epoch(state, run.train_data)
             adv_stats = _floats(adv_stats)
             check_finite(adv_stats, f"in adversarial epoch before epoch {epoch}")
@@ -132,6 +143,13 @@ def train_events(
                 stopping = stopping.update(epoch, valid[SELECTION_METRIC])
                 improved = stopping.improved_at(epoch)
                 yield events.Validation(epoch, valid, improved)
+                if cfg.adv_stop == "valid" and not improved and not adversary_stopped:
+                    adversary_stopped = cfg.trains_adversary
+                    if adversary_stopped:
+                        yield events.Note(
+                            f"adversary stopped: the validation of epoch {epoch} did not "
+                            f"beat the best (--adv_stop=valid; {int(state.adv_epochs)} passes)"
+                        )
                 if improved:
                     # Copied to host: the next epoch donates the state's device buffers.
                     best_params = jax.device_get(state.cf_params)
@@ -143,7 +161,7 @@ def train_events(
                 yield events.TestCurves(epoch, run.evaluate(state.cf_params, tests))
             yield events.Diagnostics(epoch, run.diagnostics(state))
             if ckpt:
-                ckpt.save(state, stopping.record())
+                ckpt.save(state, {**stopping.record(), "adversary_stopped": adversary_stopped})
                 yield events.CheckpointSaved(epoch, "state")
         yield events.EpochEnd(
             epoch,
