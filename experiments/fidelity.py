@@ -39,12 +39,28 @@ flags.DEFINE_string(
     "reference", "../shared/reference", "The reference code's measured curves (CSV)."
 )
 flags.DEFINE_bool("report_only", False, "Tabulate finished runs; train nothing.")
+flags.DEFINE_list(
+    "kl_radii",
+    ["0.01", "0.025"],
+    "AdvInfoNCE runs with --kl_radius at these radii (fresh negatives) beside the paper's "
+    "count-based budget.",
+)
 FLAGS = flags.FLAGS
 
 CELLS = {
     "infonce": "experiments/configs/coat_lightgcn_infonce.flags",
     "advinfonce": "experiments/configs/coat_lightgcn_advinfonce.flags",
 }
+
+
+def kinds(kl_radii: list[str]) -> dict[str, tuple[str, dict, tuple[str, ...]]]:
+    """Run kind -> (cell, settings over its flagfile, negative modes it runs under)."""
+    out = {cell: (cell, {}, NEGATIVES) for cell in CELLS}
+    for eta in kl_radii:
+        out[f"advinfonce-kl{eta}"] = ("advinfonce", {"kl_radius": float(eta)}, ("fresh",))
+    return out
+
+
 REFERENCE = {
     "infonce": "coat_lgn_infonce.seed101.csv",
     "advinfonce": "coat_lgn_advinfonce.seed101.csv",
@@ -109,9 +125,10 @@ def _stats(values: list[float]) -> dict:
 def summarize(runs: dict) -> dict:
     """Means over seeds of the stopping-point metrics, paired tests, per-pass KL."""
     summary = {}
+    present = sorted({kind for kind, _, _ in runs}, key=lambda k: (k != "infonce", k))
     for negatives in NEGATIVES:
         rows = {}
-        for cell in CELLS:
+        for cell in present:
             results = {
                 s: r["results"] for (c, n, s), r in runs.items() if c == cell and n == negatives
             }
@@ -129,18 +146,20 @@ def summarize(runs: dict) -> dict:
                     m: [results[s][TEST][m] for s in seeds] for m in ("recall@20", "ndcg@20")
                 },
             }
-        if len(rows) == 2:
-            common = sorted(set(rows["infonce"]["seeds"]) & set(rows["advinfonce"]["seeds"]))
+        for kind in [k for k in rows if k != "infonce"]:
+            if "infonce" not in rows:
+                break
+            common = sorted(set(rows["infonce"]["seeds"]) & set(rows[kind]["seeds"]))
             if len(common) > 1:
                 tests = {}
                 for m in ("recall@20", "ndcg@20"):
-                    adv = [runs["advinfonce", negatives, s]["results"][TEST][m] for s in common]
+                    adv = [runs[kind, negatives, s]["results"][TEST][m] for s in common]
                     base = [runs["infonce", negatives, s]["results"][TEST][m] for s in common]
                     tests[m] = {
                         "mean_difference": float(np.mean(np.subtract(adv, base))),
                         "p": float(scipy.stats.ttest_rel(adv, base).pvalue),
                     }
-                rows["paired_adv_minus_infonce"] = {"seeds": common, **tests}
+                rows[kind]["paired_minus_infonce"] = {"seeds": common, **tests}
         kl = [
             runs[k]["curves"]["adv_kl"] for k in runs if k[0] == "advinfonce" and k[1] == negatives
         ]
@@ -156,25 +175,27 @@ def summarize(runs: dict) -> dict:
 
 def _table(summary: dict, reference_kl: list[float]) -> str:
     lines = [
-        "| negatives | InfoNCE R@20 / N@20 | AdvInfoNCE R@20 / N@20 | Adv − InfoNCE (p) |",
-        "|---|---|---|---|",
+        "| run | negatives | test R@20 / N@20 | best epochs | − InfoNCE, paired (p) |",
+        "|---|---|---|---|---|",
     ]
     for negatives, rows in summary.items():
-        if "infonce" not in rows or "advinfonce" not in rows:
-            continue
-        cells = []
-        for cell in ("infonce", "advinfonce"):
-            r, n = rows[cell]["recall@20"], rows[cell]["ndcg@20"]
-            cells.append(f"{r['mean']:.4f} ± {r['std']:.4f} / {n['mean']:.4f} ± {n['std']:.4f}")
-        paired = rows.get("paired_adv_minus_infonce")
-        diff = "-"
-        if paired:
-            recall, ndcg = paired["recall@20"], paired["ndcg@20"]
-            diff = (
-                f"R {recall['mean_difference']:+.4f} (p {recall['p']:.3g}), "
-                f"N {ndcg['mean_difference']:+.4f} (p {ndcg['p']:.3g})"
+        for kind, row in rows.items():
+            if kind == "adv_kl_by_pass":
+                continue
+            r, n = row["recall@20"], row["ndcg@20"]
+            paired = row.get("paired_minus_infonce")
+            diff = "-"
+            if paired:
+                recall, ndcg = paired["recall@20"], paired["ndcg@20"]
+                diff = (
+                    f"R {recall['mean_difference']:+.4f} ({recall['p']:.2g}), "
+                    f"N {ndcg['mean_difference']:+.4f} ({ndcg['p']:.2g})"
+                )
+            lines.append(
+                f"| {kind} | {negatives} | {r['mean']:.4f} ± {r['std']:.4f} / "
+                f"{n['mean']:.4f} ± {n['std']:.4f} | "
+                f"{', '.join(map(str, row['best_epoch']))} | {diff} |"
             )
-        lines.append(f"| {negatives} | {cells[0]} | {cells[1]} | {diff} |")
     lines += [
         "",
         "Mean hardness divergence before adversarial pass n (after n − 1 updates), ours "
@@ -203,13 +224,13 @@ def main(argv: list[str]) -> None:
     tick = time.perf_counter()
     runs = {}
     for seed in range(1, FLAGS.seeds + 1):
-        for negatives in NEGATIVES:
-            for cell, flagfile in CELLS.items():
-                name = run_name(cell, negatives, seed)
+        for kind, (cell, settings, modes) in kinds(FLAGS.kl_radii).items():
+            for negatives in modes:
+                name = run_name(kind, negatives, seed)
                 workdir = os.path.join(FLAGS.runs, name)
                 cfg = dataclasses.replace(
-                    read_flagfile(flagfile), seed=seed, negatives=negatives,
-                    log_test=True,
+                    read_flagfile(CELLS[cell]), seed=seed, negatives=negatives,
+                    log_test=True, **settings,
                 )  # fmt: skip
                 results = finished_results(workdir, cfg)
                 if results is None and not FLAGS.report_only:
@@ -217,7 +238,7 @@ def main(argv: list[str]) -> None:
                     results = train_and_evaluate(cfg, workdir, sinks=[sink])
                 if results is None:
                     continue
-                runs[cell, negatives, seed] = {"results": results, "curves": read_curves(workdir)}
+                runs[kind, negatives, seed] = {"results": results, "curves": read_curves(workdir)}
                 print_flushed(f"{name}: {TEST} recall@20 {results[TEST]['recall@20']:.4f}")
     reference = {
         cell: read_reference(os.path.join(FLAGS.reference, path))
@@ -233,7 +254,7 @@ def main(argv: list[str]) -> None:
         "summary": summary,
         "reference": {"seed": 101, "curves": reference, "kl_p_u_after_updates": reference_kl},
         "runs": [
-            {"cell": c, "negatives": n, "seed": s, **value}
+            {"kind": c, "negatives": n, "seed": s, **value}
             for (c, n, s), value in sorted(runs.items())
         ],
     }

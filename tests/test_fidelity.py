@@ -37,7 +37,7 @@ def test_summary_pairs_seeds_and_averages_divergence_by_pass():
         }
     summary = fidelity.summarize(runs)["fresh"]
     assert summary["infonce"]["recall@20"]["mean"] == pytest.approx(0.275)
-    paired = summary["paired_adv_minus_infonce"]
+    paired = summary["advinfonce"]["paired_minus_infonce"]
     assert paired["seeds"] == [1, 2, 3]
     assert paired["recall@20"]["mean_difference"] == pytest.approx((-0.02 - 0.02 - 0.015) / 3)
     assert 0 < paired["recall@20"]["p"] < 0.05
