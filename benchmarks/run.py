@@ -257,6 +257,9 @@ def bench_cell(
     _, eval_first_s = _timed(evaluate_all)
     _, eval_s = _timed(evaluate_all)
     eval_users = sum(len(ev.users) for ev in evaluators.values())
+    # The diagnostics every validation adds (advjax/train/diagnose.py), on its fixed sample.
+    _, diag_first_s = _timed(run.diagnostics, state)
+    _, diag_s = _timed(run.diagnostics, state)
 
     epoch_s = _median(cf_times)
     cf_terms = floor.cf_step_terms(
@@ -292,6 +295,8 @@ def bench_cell(
         "cf_epoch_times_s": cf_times,
         "adv_epoch_times_s": adv_times,
         "eval_compile_s": max(eval_first_s - eval_s, 0.0),
+        "diagnostics_s": diag_s,
+        "diagnostics_compile_s": max(diag_first_s - diag_s, 0.0),
         "eval_users": eval_users,
         "evaluators": list(evaluators),
         "batches_per_epoch": n_batches,
@@ -380,6 +385,7 @@ _TABLE_COLUMNS = (
     ("epoch s", "epoch_s", 9, ".3f"),
     ("adv s", "adv_epoch_s", 9, ".3f"),
     ("eval s", "eval_s", 8, ".3f"),
+    ("diag s", "diagnostics_s", 8, ".3f"),
     ("users/s", "eval_users_per_s", 9, ".0f"),
     ("compile s", "compile_s", 9, ".2f"),
     ("RSS MB", "peak_rss_mb", 8, ".0f"),
