@@ -32,19 +32,25 @@ from advjax.train.sinks import ProgressLines, print_flushed
 from experiments import cli
 from experiments.run import finished_results, read_flagfile
 
-flags.DEFINE_integer("seeds", 5, "Seeds 1..N per run kind.")
-flags.DEFINE_string("runs", "runs/fidelity", "Root of the per-run workdirs.")
-flags.DEFINE_string("results", "results", "Where coat_fidelity.md / .json go.")
-flags.DEFINE_string(
-    "reference", "../shared/reference", "The reference code's measured curves (CSV)."
-)
-flags.DEFINE_bool("report_only", False, "Tabulate finished runs; train nothing.")
-flags.DEFINE_list(
-    "kl_radii",
-    ["0.01", "0.025"],
-    "AdvInfoNCE runs with --kl_radius at these radii (fresh negatives) beside the paper's "
-    "count-based budget.",
-)
+
+def define_flags() -> None:
+    """The CLI's flags, defined only when run as a program (experiments.reproduce, imported
+    beside this module in the tests, defines flags of the same names)."""
+    flags.DEFINE_integer("seeds", 5, "Seeds 1..N per run kind.")
+    flags.DEFINE_string("runs", "runs/fidelity", "Root of the per-run workdirs.")
+    flags.DEFINE_string("results", "results", "Where coat_fidelity.md / .json go.")
+    flags.DEFINE_string(
+        "reference", "../shared/reference", "The reference code's measured curves (CSV)."
+    )
+    flags.DEFINE_bool("report_only", False, "Tabulate finished runs; train nothing.")
+    flags.DEFINE_list(
+        "kl_radii",
+        ["0.01", "0.025"],
+        "AdvInfoNCE runs with --kl_radius at these radii (fresh negatives) beside the paper's "
+        "count-based budget.",
+    )
+
+
 FLAGS = flags.FLAGS
 
 CELLS = {
@@ -275,4 +281,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run_main(main)
