@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import glob
 import json
 import os
+import re
 import time
 
 import numpy as np
@@ -39,8 +41,11 @@ def define_flags() -> None:
     flags.DEFINE_integer("seeds", 5, "Seeds 1..N per run kind.")
     flags.DEFINE_string("runs", "runs/fidelity", "Root of the per-run workdirs.")
     flags.DEFINE_string("results", "results", "Where coat_fidelity.md / .json go.")
-    flags.DEFINE_string(
-        "reference", "../shared/reference", "The reference code's measured curves (CSV)."
+    flags.DEFINE_list(
+        "reference",
+        ["../shared/reference", "results/reference_runs"],
+        "Folders of the reference code's measured curves (coat_lgn_{infonce,advinfonce}"
+        ".seedS.csv; results/reference_runs/SETUP.md says how seeds 1-3 were run).",
     )
     flags.DEFINE_bool("report_only", False, "Tabulate finished runs; train nothing.")
     flags.DEFINE_list(
@@ -67,10 +72,7 @@ def kinds(kl_radii: list[str]) -> dict[str, tuple[str, dict, tuple[str, ...]]]:
     return out
 
 
-REFERENCE = {
-    "infonce": "coat_lgn_infonce.seed101.csv",
-    "advinfonce": "coat_lgn_advinfonce.seed101.csv",
-}
+REFERENCE_FILE = re.compile(r"coat_lgn_(infonce|advinfonce)\.seed(\d+)\.csv$")
 NEGATIVES = ("fresh", "frozen")
 TEST = "test_ood"
 
@@ -111,6 +113,17 @@ def read_reference(path: str) -> dict:
         f"{TEST}/recall@20": [float(r["test_ood_recall@20"]) for r in rows],
         f"{TEST}/ndcg@20": [float(r["test_ood_ndcg@20"]) for r in rows],
     }
+
+
+def read_references(folders: list[str]) -> dict[tuple[str, int], dict]:
+    """{(cell, seed): curves} of every reference CSV in `folders`."""
+    found = {}
+    for folder in folders:
+        for path in sorted(glob.glob(os.path.join(folder, "coat_lgn_*.csv"))):
+            match = REFERENCE_FILE.search(os.path.basename(path))
+            if match:
+                found[match[1], int(match[2])] = read_reference(path)
+    return found
 
 
 def reference_pass_kl(reference: dict) -> list[float]:
@@ -179,7 +192,35 @@ def summarize(runs: dict) -> dict:
     return summary
 
 
-def _table(summary: dict, reference_kl: list[float]) -> str:
+def _mean_curve(curves: list[dict], key: str, epoch: int) -> tuple[float, int] | None:
+    values = [c[key][c["epoch"].index(epoch)] for c in curves if epoch in c["epoch"]]
+    return (float(np.mean(values)), len(values)) if values else None
+
+
+def _curves_table(runs: dict, references: dict) -> str:
+    """Mean valid and test Recall@20 by epoch: ours (fresh) and the reference's seeds 1-5."""
+    ours = {
+        kind: [r["curves"] for (k, n, _), r in runs.items() if k == kind and n == "fresh"]
+        for kind in ("infonce", "advinfonce")
+    }
+    theirs = [c for (cell, seed), c in references.items() if cell == "advinfonce" and seed < 100]
+    seeds = ", ".join(str(s) for c, s in sorted(references) if c == "advinfonce" and s < 100)
+    lines = [
+        "| epoch | InfoNCE valid / test | AdvInfoNCE valid / test | reference AdvInfoNCE "
+        f"valid / test (seeds {seeds}) |",
+        "|---|---|---|---|",
+    ]
+    for epoch in range(15, 271, 15):
+        cells = []
+        for group in (ours["infonce"], ours["advinfonce"], theirs):
+            valid = _mean_curve(group, "valid/recall@20", epoch)
+            test = _mean_curve(group, f"{TEST}/recall@20", epoch)
+            cells.append(f"{valid[0]:.4f} / {test[0]:.4f} ({test[1]})" if valid and test else "-")
+        lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _table(summary: dict, reference_kl: dict[int, list[float]]) -> str:
     lines = [
         "| run | negatives | test R@20 / N@20 | best epochs | − InfoNCE, paired (p) |",
         "|---|---|---|---|---|",
@@ -205,12 +246,17 @@ def _table(summary: dict, reference_kl: list[float]) -> str:
     lines += [
         "",
         "Mean hardness divergence before adversarial pass n (after n − 1 updates), ours "
-        "KL(U‖P) over the seeds, against the reference code's KL(P‖U) after n − 1 "
-        "updates (seed 101):",
+        "KL(U‖P) over the seeds (runs), against the reference code's KL(P‖U) after n − 1 "
+        "updates, over its seeds other than 101, and at its default seed 101:",
         "",
-        "| pass n | " + " | ".join(f"ours, {n} negatives" for n in summary) + " | reference |",
-        "|---|" + "---|" * (len(summary) + 1),
+        "| pass n | "
+        + " | ".join(f"ours, {n} negatives" for n in summary)
+        + " | reference, seeds "
+        + ", ".join(str(s) for s in sorted(reference_kl) if s < 100)
+        + " | reference, seed 101 |",
+        "|---|" + "---|" * (len(summary) + 2),
     ]
+    others = [kl for seed, kl in sorted(reference_kl.items()) if seed < 100]
     depth = max(len(rows.get("adv_kl_by_pass", [])) for rows in summary.values())
     for n in range(depth):
         cells = []
@@ -220,8 +266,12 @@ def _table(summary: dict, reference_kl: list[float]) -> str:
                 f"{by_pass[n]['mean']:.4f} ± {by_pass[n]['std']:.4f} ({by_pass[n]['runs']})"
                 if n < len(by_pass) else "-"
             )  # fmt: skip
-        ref = f"{reference_kl[n]:.4f}" if n < len(reference_kl) else "-"
-        lines.append(f"| {n + 1} | " + " | ".join(cells) + f" | {ref} |")
+        at_pass = [kl[n] for kl in others if len(kl) > n]
+        ref = f"{np.mean(at_pass):.4f} ± {np.std(at_pass, ddof=1):.4f} ({len(at_pass)})"
+        ref = ref if len(at_pass) > 1 else "-"
+        seed101 = reference_kl.get(101, [])
+        ref101 = f"{seed101[n]:.4f}" if n < len(seed101) else "-"
+        lines.append(f"| {n + 1} | " + " | ".join(cells) + f" | {ref} | {ref101} |")
     return "\n".join(lines)
 
 
@@ -246,19 +296,27 @@ def main(argv: list[str]) -> None:
                     continue
                 runs[kind, negatives, seed] = {"results": results, "curves": read_curves(workdir)}
                 print_flushed(f"{name}: {TEST} recall@20 {results[TEST]['recall@20']:.4f}")
-    reference = {
-        cell: read_reference(os.path.join(FLAGS.reference, path))
-        for cell, path in REFERENCE.items()
-        if os.path.exists(os.path.join(FLAGS.reference, path))
+    references = read_references(FLAGS.reference)
+    reference_kl = {
+        seed: reference_pass_kl(curves)
+        for (cell, seed), curves in references.items()
+        if cell == "advinfonce"
     }
-    reference_kl = reference_pass_kl(reference["advinfonce"]) if "advinfonce" in reference else []
     summary = summarize(runs)
     record = {
         "command": "python -m experiments.fidelity",
         "commit": git_commit(short=True),
         "wall_s": time.perf_counter() - tick,
         "summary": summary,
-        "reference": {"seed": 101, "curves": reference, "kl_p_u_after_updates": reference_kl},
+        "reference": [
+            {
+                "cell": cell,
+                "seed": seed,
+                "curves": curves,
+                "kl_p_u_after_updates": (reference_kl.get(seed) if cell == "advinfonce" else None),
+            }
+            for (cell, seed), curves in sorted(references.items())
+        ],
         "runs": [
             {"kind": c, "negatives": n, "seed": s, **value}
             for (c, n, s), value in sorted(runs.items())
@@ -270,7 +328,10 @@ def main(argv: list[str]) -> None:
         "# Coat fidelity: our AdvInfoNCE and InfoNCE against the paper's code\n\n"
         f"Generated by `python -m experiments.fidelity` at commit {record['commit']} "
         f"(Coat LightGCN, the paper's settings, seeds 1-{FLAGS.seeds}, test_ood at the "
-        "best validation; curves in coat_fidelity.json).\n\n" + _table(summary, reference_kl) + "\n"
+        "best validation; curves in coat_fidelity.json).\n\n"
+        + _table(summary, reference_kl)
+        + "\n\nMean validation and test Recall@20 at each epoch (fresh negatives; runs that "
+        "have stopped drop out of the mean):\n\n" + _curves_table(runs, references) + "\n"
     )
     notes = base + ".notes.md"
     if os.path.exists(notes):

@@ -58,3 +58,11 @@ def test_read_curves_from_a_metrics_file(tmp_path):
     assert curves["epoch"] == [5] and curves["test_ood/recall@20"] == [0.2]
     assert curves["adv_kl"] == [0.001] and curves["adv_epoch"] == [3]
     assert curves["loss"] == [8.0, 7.9, 7.8]
+
+
+def test_reference_runs_of_every_seed_are_found():
+    references = fidelity.read_references(["results/reference_runs"])
+    assert sorted(references) == [("advinfonce", 1), ("advinfonce", 2), ("advinfonce", 3)]
+    kl = fidelity.reference_pass_kl(references["advinfonce", 1])
+    # Seed 1 of the reference code: the logged divergence before its first passes.
+    assert kl[0] == pytest.approx(0.0009909483) and kl[8] == pytest.approx(0.004068706)
