@@ -62,7 +62,11 @@ def test_read_curves_from_a_metrics_file(tmp_path):
 
 def test_reference_runs_of_every_seed_are_found():
     references = fidelity.read_references(["results/reference_runs"])
-    assert sorted(references) == [("advinfonce", 1), ("advinfonce", 2), ("advinfonce", 3)]
+    assert sorted(references) == [
+        *(("advinfonce", seed) for seed in range(1, 6)),
+        *(("infonce", seed) for seed in range(1, 4)),
+    ]
+    assert fidelity.reference_pass_kl(references["infonce", 1]) == []  # no adversary
     kl = fidelity.reference_pass_kl(references["advinfonce", 1])
     # Seed 1 of the reference code: the logged divergence before its first passes.
     assert kl[0] == pytest.approx(0.0009909483) and kl[8] == pytest.approx(0.004068706)
