@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from advjax.losses.spec import LossInputs, LossValue
+from advjax.losses.spec import LossInputs
 from advjax.models import lightgcn_rows
 from advjax.models.scores import l2_normalize, pair_scores
 from advjax.train.config import TrainConfig
@@ -62,7 +62,9 @@ def loss_inputs(
     cf_params: dict,
     adv_params: dict,
 ) -> LossInputs:
-    """What the loss reads for one batch, given unit-norm final embeddings.
+    """What the loss reads for one batch, given unit-norm final embeddings; the loss's
+    value is then `cfg.loss_spec.value(cfg, inputs)` (a LossValue: per_sample [B],
+    diagnostics, batch_stats).
 
     Args:
       state, data, batch: the run's state, train data and the batch.
@@ -85,22 +87,6 @@ def loss_inputs(
         epoch=state.epoch,
         key=batch.key,
     )
-
-
-def batch_loss(
-    cfg: TrainConfig,
-    state: TrainState,
-    data: TrainData,
-    batch: Batch,
-    user_vecs: jax.Array,
-    item_table: jax.Array,
-    cf_params: dict,
-    adv_params: dict,
-) -> LossValue:
-    """cfg.loss on one batch: its LossValue (per_sample [B], diagnostics, batch_stats).
-    Arguments as loss_inputs."""
-    inputs = loss_inputs(state, data, batch, user_vecs, item_table, cf_params, adv_params)
-    return cfg.loss_spec.value(cfg, inputs)
 
 
 def _resting_zeroed(tree: dict, trains: dict) -> dict:
@@ -129,10 +115,11 @@ def cf_step(
         user_rows, item_emb = lightgcn_rows(
             cf_params, data.graph, batch.users, n_layers=cfg.n_layers, method=data.propagation
         )
-        value = batch_loss(
-            cfg, state, data, batch, l2_normalize(user_rows), l2_normalize(item_emb),
-            cf_params, state.adv_params,
+        inputs = loss_inputs(
+            state, data, batch, l2_normalize(user_rows), l2_normalize(item_emb), cf_params,
+            state.adv_params,
         )  # fmt: skip
+        value = spec.value(cfg, inputs)
         return jnp.mean(value.per_sample) + l2_penalty(cfg, cf_params, batch), value
 
     (total, value), grads = jax.value_and_grad(objective, has_aux=True)(state.cf_params)
@@ -183,10 +170,11 @@ def adversary_step(
     _, adv_tx = make_optimizers(cfg)
 
     def objective(adv_params):
-        value = batch_loss(
-            cfg, state, data, batch, frozen.user_table[batch.users], frozen.item_table,
+        inputs = loss_inputs(
+            state, data, batch, frozen.user_table[batch.users], frozen.item_table,
             frozen.cf_params, adv_params,
         )  # fmt: skip
+        value = cfg.loss_spec.value(cfg, inputs)
         return jnp.mean(value.per_sample), value
 
     (loss, value), grads = jax.value_and_grad(objective, has_aux=True)(state.adv_params)

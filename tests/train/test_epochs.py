@@ -9,7 +9,7 @@ from advjax.data import load_dataset
 from advjax.models.scores import l2_normalize
 from advjax.sampling import bisection_steps, epoch_positives, sample_negatives
 from advjax.train import Batch, TrainConfig, setup_run
-from advjax.train.step import batch_loss
+from advjax.train.step import loss_inputs
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +27,10 @@ def _setup(data, **overrides):
 def _batch_loss(cfg, state, train_data, user_vecs, item_table, users, pos, negs, key=None):
     """(per-sample loss, diagnostics) of cfg.loss on one batch at the state's parameters."""
     batch = Batch(users, pos, negs, key)
-    value = batch_loss(
-        cfg, state, train_data, batch, user_vecs, item_table, state.cf_params, state.adv_params
+    inputs = loss_inputs(
+        state, train_data, batch, user_vecs, item_table, state.cf_params, state.adv_params
     )
+    value = cfg.loss_spec.value(cfg, inputs)
     return value.per_sample, value.diagnostics
 
 
