@@ -266,8 +266,9 @@ def _table(summary: dict, reference_kl: dict[int, list[float]]) -> str:
                 if n < len(by_pass) else "-"
             )  # fmt: skip
         at_pass = [kl[n] for kl in others if len(kl) > n]
-        ref = f"{np.mean(at_pass):.4f} ± {np.std(at_pass, ddof=1):.4f} ({len(at_pass)})"
-        ref = ref if len(at_pass) > 1 else "-"
+        ref = "-"
+        if len(at_pass) > 1:
+            ref = f"{np.mean(at_pass):.4f} ± {np.std(at_pass, ddof=1):.4f} ({len(at_pass)})"
         seed101 = reference_kl.get(101, [])
         ref101 = f"{seed101[n]:.4f}" if n < len(seed101) else "-"
         lines.append(f"| {n + 1} | " + " | ".join(cells) + f" | {ref} | {ref101} |")
