@@ -38,7 +38,7 @@ from experiments.run import finished_results, read_flagfile
 def define_flags() -> None:
     """The CLI's flags, defined only when run as a program (experiments.reproduce, imported
     beside this module in the tests, defines flags of the same names)."""
-    flags.DEFINE_integer("seeds", 5, "Seeds 1..N per run kind.")
+    flags.DEFINE_integer("seeds", 8, "Seeds 1..N per run kind.")
     flags.DEFINE_string("runs", "runs/fidelity", "Root of the per-run workdirs.")
     flags.DEFINE_string("results", "results", "Where coat_fidelity.md / .json go.")
     flags.DEFINE_list(
