@@ -25,19 +25,20 @@ if typing.TYPE_CHECKING:  # setup imports this module
 SAMPLE_STREAM = 3
 
 
-def make_diagnose(cfg: TrainConfig, embed: Callable) -> Callable:
-    """A jitted (state, data, sample) -> {name: []} of
+def make_diagnose(cfg: TrainConfig) -> Callable:
+    """A jitted (state, data, sample, user_emb, item_emb) -> {name: []} of
 
       "repr/align", "repr/uniform" (users' and items' averaged), and, for a loss that
       weights its negatives (its spec's `hardness`), "hardness/kl_u_p", "kl_p_u",
       "delta_std", "pop_corr", "fn_rate" (advjax.diagnostics.hardness_stats).
 
-    embed: the run's (cf_params, data) -> (user_emb, item_emb).
+    user_emb [U, d], item_emb [I, d] are the final embeddings at state.cf_params (the
+    ones the validation evaluated, so a validation propagates once).
     """
     spec = cfg.loss_spec
 
-    def diagnose(state: TrainState, data: TrainData, sample: diagnostics.Sample):
-        user_emb, item_emb = embed(state.cf_params, data)
+    def diagnose(state: TrainState, data: TrainData, sample: diagnostics.Sample, user_emb,
+                 item_emb):  # fmt: skip
         user_hat, item_hat = l2_normalize(user_emb), l2_normalize(item_emb)
         values = {
             "repr/align": diagnostics.alignment(user_hat[sample.users], item_hat[sample.pos]),

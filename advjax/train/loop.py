@@ -137,8 +137,10 @@ def train_events(
             epoch, stats, seconds, samples_per_epoch / seconds, int(state.step)
         )
         if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
+            # One propagation serves the validation, the test curves and the diagnostics.
+            embedded = run.embed(state.cf_params)
             if has_valid:
-                valid = run.evaluate(state.cf_params, ["valid"])["valid"]
+                valid = run.evaluate(state.cf_params, ["valid"], embedded)["valid"]
                 check_finite(valid, f"in validation after epoch {epoch}")
                 stopping = stopping.update(epoch, valid[SELECTION_METRIC])
                 improved = stopping.improved_at(epoch)
@@ -158,8 +160,8 @@ def train_events(
                         yield events.CheckpointSaved(epoch, "best")
             if cfg.log_test:
                 tests = [name for name in run.evaluators if name != "valid"]
-                yield events.TestCurves(epoch, run.evaluate(state.cf_params, tests))
-            yield events.Diagnostics(epoch, run.diagnostics(state))
+                yield events.TestCurves(epoch, run.evaluate(state.cf_params, tests, embedded))
+            yield events.Diagnostics(epoch, run.diagnostics(state, embedded))
             if ckpt:
                 ckpt.save(state, {**stopping.record(), "adversary_stopped": adversary_stopped})
                 yield events.CheckpointSaved(epoch, "state")

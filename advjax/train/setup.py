@@ -85,14 +85,21 @@ class RunSetup:
     sample: diagnostics.Sample
     diagnose: Callable
 
-    def evaluate(self, cf_params, names) -> dict[str, dict[str, float]]:
-        """{name: {metric@k: value}} of the evaluators `names` at cf_params."""
-        user_emb, item_emb = self.fns.embed(cf_params, self.train_data)
+    def embed(self, cf_params) -> tuple[jax.Array, jax.Array]:
+        """(user_emb [U, d], item_emb [I, d]): the final embeddings at cf_params."""
+        return self.fns.embed(cf_params, self.train_data)
+
+    def evaluate(self, cf_params, names, embedded=None) -> dict[str, dict[str, float]]:
+        """{name: {metric@k: value}} of the evaluators `names` at cf_params; `embedded`:
+        their final embeddings when already computed (self.embed)."""
+        user_emb, item_emb = embedded if embedded is not None else self.embed(cf_params)
         return {n: self.evaluators[n].evaluate(user_emb, item_emb, self.cfg.ks) for n in names}
 
-    def diagnostics(self, state: TrainState) -> dict[str, float]:
-        """SPEC §7's diagnostics at `state` on the run's fixed sample (train/diagnose.py)."""
-        values = self.diagnose(state, self.train_data, self.sample)
+    def diagnostics(self, state: TrainState, embedded=None) -> dict[str, float]:
+        """SPEC §7's diagnostics at `state` on the run's fixed sample (train/diagnose.py);
+        `embedded` as for evaluate."""
+        user_emb, item_emb = embedded if embedded is not None else self.embed(state.cf_params)
+        values = self.diagnose(state, self.train_data, self.sample, user_emb, item_emb)
         return {name: float(value) for name, value in values.items()}
 
 
@@ -132,5 +139,5 @@ def setup_run(
     sample = diagnostics.make_sample(
         data, train_data.pairs, jax.random.fold_in(state.key, SAMPLE_STREAM), n_neg=cfg.n_neg
     )
-    diagnose = make_diagnose(cfg, fns.embed)
+    diagnose = make_diagnose(cfg)
     return RunSetup(cfg, data, train_data, fns, evaluators, state, sample, diagnose)
