@@ -222,9 +222,13 @@ def train_and_evaluate(
       "flags", "data", "timing", "platform"}; with test_only, the first two only.
     """
     announce = sinks is None  # "wrote results.json" belongs to the default progress lines
-    sinks = [ProgressLines(log)] if sinks is None else list(sinks)
+    shown = [ProgressLines(log)] if sinks is None else list(sinks)
+    files = []
     if workdir and not test_only:
-        sinks += [ScalarSink(workdir), ResultsFile(workdir, log if announce else None)]
+        files = [ScalarSink(workdir), ResultsFile(workdir, log if announce else None)]
+    # The workdir's files take each event before anything shows it: a run killed on
+    # seeing an epoch's line has that epoch in metrics.jsonl, as the resume expects.
+    sinks = [*files, *shown]
     last = None
     for event in train_events(
         cfg, workdir, data=data, restart=restart, max_to_keep=max_to_keep, test_only=test_only

@@ -199,17 +199,18 @@ class ScalarSink:
 
 class ResultsFile:
     """The Report's results as the workdir's results.json (written atomically); `log`,
-    if given, is told where."""
+    if given, is told where when the run closes (after the final table)."""
 
     def __init__(self, workdir: str, log: Callable[[str], None] | None = print_flushed):
         self.path = os.path.join(workdir, "results.json")
         self.log = log
+        self._written = False
 
     def __call__(self, event) -> None:
         if isinstance(event, events.Report):
             write_atomically(self.path, json.dumps(event.results, indent=2))
-            if self.log:
-                self.log(f"wrote {self.path}")
+            self._written = True
 
     def close(self) -> None:
-        pass
+        if self._written and self.log:
+            self.log(f"wrote {self.path}")
