@@ -3,10 +3,13 @@
   python -m experiments.run                                  # MF + AdvInfoNCE on Coat
   python -m experiments.run --flagfile=experiments/configs/coat_mf_advinfonce.flags
   python -m experiments.run --data_dir=../shared/data/yahoo.new --n_layers=2 --loss=infonce
+  python -m experiments.run --flagfile=experiments/configs/coat_mf_infonce.flags --seeds=1,2,3
 
 Every flag is a TrainConfig field (advjax/train/config.py), plus --workdir, --restart,
---max_to_keep, --test_only and --compilation_cache (experiments/cli.py, which also says
-how errors end the run).
+--max_to_keep, --test_only, --seeds, --run_batching and --compilation_cache
+(experiments/cli.py, which also says how errors end the run). With --seeds the runs
+train in one program (advjax/train/batch.py), each in <workdir>/seed<S>, and a table of
+their test metrics, mean and std closes the output.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ import dataclasses
 import os
 
 import jax
+import numpy as np
 from absl import flags
 
 from advjax.errors import ConfigError, WorkdirError
 from advjax.files import read_json_object
 from advjax.train import TrainConfig, train_and_evaluate
+from advjax.train.batch import RUN_BATCHING
 from advjax.train.checkpoints import load_run_config
 from advjax.train.config import config_differences
+from advjax.train.loop import train_runs
 from experiments import cli
 
 
@@ -61,6 +67,20 @@ def _define_flags() -> None:
         False,
         "Evaluate the best checkpoint of --workdir on every split, with the configuration "
         "saved there; no training.",
+    )
+    flags.DEFINE_list(
+        "seeds",
+        [],
+        "Train these seeds (instead of --seed) in one compiled program, each run in "
+        "<workdir>/seed<S>; e.g. 1,2,3,4,5.",
+    )
+    flags.DEFINE_enum(
+        "run_batching",
+        "map",
+        RUN_BATCHING,
+        "How one program trains --seeds: map (one run after another inside it; results "
+        "bit-identical to each seed alone) or vmap (side by side in every kernel; equal to "
+        "float32 rounding).",
     )
 
 
@@ -158,6 +178,9 @@ def main(argv: list[str]) -> None:
         f"JAX {jax.__version__}; platform {jax.default_backend()}; devices {jax.devices()}",
         flush=True,
     )
+    if FLAGS.seeds:
+        _train_seeds(config_from_flags())
+        return
     if FLAGS.test_only:
         if not FLAGS.workdir:
             raise ConfigError("--test_only needs --workdir")
@@ -171,6 +194,50 @@ def main(argv: list[str]) -> None:
         max_to_keep=FLAGS.max_to_keep,
         test_only=FLAGS.test_only,
     )
+
+
+def parse_seeds(texts: list[str]) -> list[int]:
+    """--seeds as distinct integers, in the order given."""
+    try:
+        seeds = [int(text) for text in texts]
+    except ValueError:
+        raise ConfigError(f"--seeds takes integers, got {','.join(texts)}") from None
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds names a seed twice: {','.join(texts)}")
+    return seeds
+
+
+def seeds_table(results: list[dict]) -> str:
+    """Each seed's test metrics at its best epoch, then their mean and sample std."""
+    splits = [name for name in results[0] if name.startswith("test")]
+    columns = [(split, metric) for split in splits for metric in ("recall@20", "ndcg@20")]
+    lines = ["seed | best epoch | " + " | ".join(f"{s} {m}" for s, m in columns)]
+    for record in results:
+        values = " | ".join(f"{record[s][m]:.4f}" for s, m in columns)
+        lines.append(f"{record['flags']['seed']} | {record['best_epoch']} | {values}")
+    summaries = [("mean", np.mean)]
+    if len(results) > 1:
+        summaries.append(("std", lambda values: np.std(values, ddof=1)))
+    for label, reduce in summaries:
+        values = " | ".join(f"{reduce([r[s][m] for r in results]):.4f}" for s, m in columns)
+        lines.append(f"{label} | | {values}")
+    return "\n".join(lines)
+
+
+def _train_seeds(cfg: TrainConfig) -> None:
+    """--seeds: the runs in one program, then their table."""
+    if FLAGS.test_only:
+        raise ConfigError("--test_only evaluates one workdir; give it without --seeds")
+    seeds = parse_seeds(FLAGS.seeds)
+    root = FLAGS.workdir or default_workdir(cfg)
+    results = train_runs(
+        [dataclasses.replace(cfg, seed=seed) for seed in seeds],
+        [os.path.join(root, f"seed{seed}") for seed in seeds],
+        restart=FLAGS.restart,
+        max_to_keep=FLAGS.max_to_keep,
+        batching=FLAGS.run_batching,
+    )
+    print(seeds_table(results), flush=True)
 
 
 if __name__ == "__main__":

@@ -55,12 +55,16 @@ class EpochFns:
     adv_epoch(state, data) updates the adversary over one epoch (the CF model frozen;
     its embeddings are computed once for the whole pass).
     embed(cf_params, data) -> (user_emb, item_emb) final embeddings for evaluation.
+    pure_cf_epoch, pure_adv_epoch: the same epochs before jit (trace_hook applied), for
+      programs that train several runs at once (advjax/train/batch.py).
     """
 
     cf_epoch: Callable
     adv_epoch: Callable
     embed: Callable
     n_batches: int
+    pure_cf_epoch: Callable
+    pure_adv_epoch: Callable
 
 
 def make_epoch_fns(
@@ -140,9 +144,12 @@ def make_epoch_fns(
         )  # fmt: skip
         return state.replace(adv_epochs=state.adv_epochs + 1), stats
 
+    cf_epoch, adv_epoch = trace_hook(cf_epoch), trace_hook(adv_epoch)
     return EpochFns(
-        cf_epoch=jax.jit(trace_hook(cf_epoch), donate_argnums=0),
-        adv_epoch=jax.jit(trace_hook(adv_epoch), donate_argnums=0),
+        cf_epoch=jax.jit(cf_epoch, donate_argnums=0),
+        adv_epoch=jax.jit(adv_epoch, donate_argnums=0),
         embed=jax.jit(embed),
         n_batches=n_batches,
+        pure_cf_epoch=cf_epoch,
+        pure_adv_epoch=adv_epoch,
     )

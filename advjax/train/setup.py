@@ -103,6 +103,15 @@ class RunSetup:
         return {name: float(value) for name, value in values.items()}
 
 
+def _diagnostics_sample(
+    cfg: TrainConfig, data: SplitData, train_data: TrainData, state: TrainState
+) -> diagnostics.Sample:
+    """The run's fixed diagnostics sample, drawn from its own key stream."""
+    return diagnostics.make_sample(
+        data, train_data.pairs, jax.random.fold_in(state.key, SAMPLE_STREAM), n_neg=cfg.n_neg
+    )
+
+
 def setup_run(
     cfg: TrainConfig,
     data: SplitData | None = None,
@@ -136,8 +145,27 @@ def setup_run(
         cfg, n_users=data.n_users, n_items=data.n_items, loss_data=train_data.loss_data
     )
     evaluators = build_evaluators(data, batch_size=cfg.eval_batch_size)
-    sample = diagnostics.make_sample(
-        data, train_data.pairs, jax.random.fold_in(state.key, SAMPLE_STREAM), n_neg=cfg.n_neg
-    )
+    sample = _diagnostics_sample(cfg, data, train_data, state)
     diagnose = make_diagnose(cfg)
     return RunSetup(cfg, data, train_data, fns, evaluators, state, sample, diagnose)
+
+
+def setup_runs(
+    cfgs: list[TrainConfig],
+    data: SplitData | None = None,
+    *,
+    trace_hook: Callable[[Callable], Callable] = lambda fn: fn,
+) -> list[RunSetup]:
+    """setup_run for runs that differ only in their seed (advjax/train/batch.py): one
+    split, train data, set of epochs and evaluators, shared; each run its own state and
+    diagnostics sample, as setup_run(cfg) would give it."""
+    base = setup_run(cfgs[0], data, trace_hook=trace_hook)
+    runs = [base]
+    for cfg in cfgs[1:]:
+        state = init_state(
+            cfg, n_users=base.data.n_users, n_items=base.data.n_items,
+            loss_data=base.train_data.loss_data,
+        )  # fmt: skip
+        sample = _diagnostics_sample(cfg, base.data, base.train_data, state)
+        runs.append(dataclasses.replace(base, cfg=cfg, state=state, sample=sample))
+    return runs
