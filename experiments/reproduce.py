@@ -11,6 +11,11 @@ seeds of AdvInfoNCE and each of its variants (-mlp, ...) against InfoNCE and aga
 the strongest rival. A hand-written results/TABLE.notes.md (the findings behind
 shortfalls) is appended under the table.
 
+The seeds of a cell that this process trains run in one compiled program
+(--batch_seeds, advjax/train/batch.py; with the default --run_batching=map each result
+is bit-identical to the seed trained alone), cell after cell; a killed sweep's runs
+resume from their checkpoints either way.
+
 Each run's validation lines are printed as it trains. --shard=I/N splits the runs
 between N processes (one per GPU of a host): process I trains the runs whose index is
 I modulo N and counts the others that have finished, so the shard that finishes last
@@ -38,7 +43,9 @@ from advjax.files import read_json_object, write_atomically
 from advjax.metrics import SELECTION_METRIC
 from advjax.provenance import git_commit
 from advjax.train import TrainConfig, train_and_evaluate
+from advjax.train.batch import RUN_BATCHING
 from advjax.train.config import config_differences, format_differences
+from advjax.train.loop import train_runs
 from advjax.train.sinks import ProgressLines, print_flushed
 from experiments import cli
 from experiments.run import finished_results, read_flagfile
@@ -67,6 +74,18 @@ flags.DEFINE_bool(
     "Also count the runs recorded in --results/TABLE.json (an earlier sweep's, maybe "
     "from another machine) as finished where --runs has none, if their flags equal the "
     "cell's configuration: they are re-reported, not retrained.",
+)
+flags.DEFINE_bool(
+    "batch_seeds",
+    True,
+    "Train the seeds of a cell this process trains in one compiled program; "
+    "--nobatch_seeds trains them one after another, as separate programs.",
+)
+flags.DEFINE_enum(
+    "run_batching",
+    "map",
+    RUN_BATCHING,
+    "How --batch_seeds trains a cell's seeds (experiments.run --seeds says the same).",
 )
 FLAGS = flags.FLAGS
 
@@ -103,6 +122,28 @@ def sweep(cells: list[Cell], seeds: int, shard: tuple[int, int]) -> list[tuple[C
     return [(cell, seed, k % count == index) for k, (cell, seed) in enumerate(pairs)]
 
 
+def training_order(
+    runs: list[tuple[Cell, int, bool]], batch: bool
+) -> list[tuple[Cell, list[int], bool]]:
+    """The sweep's runs as groups handled together: (cell, seeds, whether this shard
+    trains them). With `batch`, the seeds of a cell this shard trains form one group,
+    placed at the cell's first run, and every other run is a group of its own;
+    without, every run is its own group, in sweep order."""
+    if not batch:
+        return [(cell, [seed], ours) for cell, seed, ours in runs]
+    groups: list[tuple[Cell, list[int], bool]] = []
+    mine: dict[str, list[int]] = {}
+    for cell, seed, ours in runs:
+        if not ours:
+            groups.append((cell, [seed], False))
+        elif cell.name in mine:
+            mine[cell.name].append(seed)
+        else:
+            mine[cell.name] = [seed]
+            groups.append((cell, mine[cell.name], True))
+    return groups
+
+
 def run_cell(
     cell: Cell, seed: int, runs: str, log=lambda line: None, published: dict | None = None
 ) -> dict:
@@ -114,6 +155,29 @@ def run_cell(
     cfg, workdir = _cell_run(cell, seed, runs)
     results = train_and_evaluate(cfg, workdir, sinks=[ProgressLines(log, every_epoch=False)])
     return {**results, "epochs_s": epochs_seconds(workdir)}
+
+
+def run_cell_seeds(
+    cell: Cell,
+    seeds: list[int],
+    runs: str,
+    logs: dict[int, object],
+    published: dict | None = None,
+    batching: str = "map",
+) -> dict[int, dict]:
+    """run_cell for several seeds of one cell, the unfinished ones trained in one
+    program (advjax/train/batch.py); {seed: results}. `logs`: {seed: its line logger}."""
+    done = {seed: finished_run(cell, seed, runs, published, logs[seed]) for seed in seeds}
+    todo = [seed for seed in seeds if done[seed] is None]
+    if len(todo) == 1:
+        done[todo[0]] = run_cell(cell, todo[0], runs, logs[todo[0]], published)
+    elif todo:
+        cfgs, workdirs = zip(*(_cell_run(cell, seed, runs) for seed in todo), strict=True)
+        sinks = [[ProgressLines(logs[seed], every_epoch=False)] for seed in todo]
+        train_runs(list(cfgs), list(workdirs), sinks=sinks, batching=batching)
+        for seed, workdir, cfg in zip(todo, workdirs, cfgs, strict=True):
+            done[seed] = {**finished_results(workdir, cfg), "epochs_s": epochs_seconds(workdir)}
+    return done
 
 
 def finished_run(
@@ -182,13 +246,15 @@ def trained_on(results: dict) -> str:
 
 def epochs_seconds(workdir: str) -> float:
     """The run's training time: its epochs' epoch_s in metrics.jsonl (the first
-    invocation's, also when the run is only re-reported now)."""
+    invocation's, also when the run is only re-reported now); an epoch trained in one
+    program with others (epoch_runs) counts its share."""
     total = 0.0
     path = os.path.join(workdir, "metrics.jsonl")
     with open(path) as f:
         for number, line in enumerate(f, 1):
             try:
-                total += json.loads(line).get("epoch_s", 0.0)
+                record = json.loads(line)
+                total += record.get("epoch_s", 0.0) / record.get("epoch_runs", 1)
             except (json.JSONDecodeError, AttributeError):
                 raise WorkdirError(f"{path}:{number}: not a JSON object") from None
     return total
@@ -404,27 +470,35 @@ def main(argv: list[str]) -> None:
         print(f"{base}.json: {len(published)} published runs", flush=True)
     per_seed = {}
     total = len(runs)
+    labels = {
+        (cell.name, seed): f"[{index + 1}/{total}] {cell.backbone} {cell.method} seed {seed}"
+        for index, (cell, seed, _) in enumerate(runs)
+    }
 
-    for index, (cell, seed, ours) in enumerate(runs):
-        tick = time.perf_counter()
-        label = f"[{index + 1}/{total}] {cell.backbone} {cell.method} seed {seed}"
-        if FLAGS.report_only or not ours:
-            results = finished_run(cell, seed, FLAGS.runs, published, print_flushed)
-            if results is None:
-                continue
-        else:
+    def progress(cell: Cell, seed: int):
+        label = labels[cell.name, seed]
+        return lambda line: print_flushed(f"{label}: {line}")
 
-            def progress(line: str, label: str = label) -> None:
-                print_flushed(f"{label}: {line}")
-
-            results = run_cell(cell, seed, FLAGS.runs, log=progress, published=published)
+    def tabulate(cell: Cell, seed: int, results: dict | None, seconds: float) -> None:
+        if results is None:
+            return
         per_seed.setdefault(cell.name, {})[seed] = results
-        split = _test_split(results)
-        print(
-            f"{label}: {SELECTION_METRIC} {results[split][SELECTION_METRIC]:.4f} "
-            f"({time.perf_counter() - tick:.0f} s)",
-            flush=True,
+        value = results[_test_split(results)][SELECTION_METRIC]
+        print_flushed(
+            f"{labels[cell.name, seed]}: {SELECTION_METRIC} {value:.4f} ({seconds:.0f} s)"
         )
+
+    for cell, seeds, ours in training_order(runs, FLAGS.batch_seeds):
+        tick = time.perf_counter()
+        if FLAGS.report_only or not ours:
+            for seed in seeds:
+                done = finished_run(cell, seed, FLAGS.runs, published, print_flushed)
+                tabulate(cell, seed, done, time.perf_counter() - tick)
+            continue
+        logs = {seed: progress(cell, seed) for seed in seeds}
+        done = run_cell_seeds(cell, seeds, FLAGS.runs, logs, published, FLAGS.run_batching)
+        for seed in seeds:
+            tabulate(cell, seed, done[seed], time.perf_counter() - tick)
     if FLAGS.report_only and not per_seed:
         # A wrong --runs must not overwrite a published table with empty rows.
         where = f"{FLAGS.runs} or {base}.json" if FLAGS.published else FLAGS.runs

@@ -50,8 +50,9 @@ def define_config_flags(flag_values: flags.FlagValues) -> None:
         define(name, default, help_text, flag_values=flag_values)
 
 
-def _define_flags() -> None:
-    define_config_flags(flags.FLAGS)
+def _define_run_flags() -> None:
+    """This CLI's own flags; defined when it runs, not when the other CLIs import this
+    module (experiments.reproduce has a --seeds of its own)."""
     flags.DEFINE_string(
         "workdir",
         "",
@@ -84,7 +85,7 @@ def _define_flags() -> None:
     )
 
 
-_define_flags()
+define_config_flags(flags.FLAGS)
 FLAGS = flags.FLAGS
 
 
@@ -241,4 +242,5 @@ def _train_seeds(cfg: TrainConfig) -> None:
 
 
 if __name__ == "__main__":
+    _define_run_flags()
     cli.run_main(main)

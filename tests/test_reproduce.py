@@ -183,9 +183,13 @@ def test_epochs_seconds_sums_the_epoch_lines(tmp_path):
     lines = [{"epoch": 1, "epoch_s": 1.5}, {"epoch": 2, "epoch_s": 2.0}, {"final": True}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     assert reproduce.epochs_seconds(str(tmp_path)) == 3.5
+    # An epoch trained in one program with two others counts its third.
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"epoch": 3, "epoch_s": 3.0, "epoch_runs": 3}) + "\n")
+    assert reproduce.epochs_seconds(str(tmp_path)) == 4.5
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write("{cut off\n")
-    with pytest.raises(WorkdirError, match=r"metrics.jsonl:4: not a JSON object"):
+    with pytest.raises(WorkdirError, match=r"metrics.jsonl:5: not a JSON object"):
         reproduce.epochs_seconds(str(tmp_path))
 
 
@@ -394,6 +398,34 @@ def test_shards_split_the_sweep_once_each():
     for bad in ("2/2", "-1/2", "1", "a/b", "0/0"):
         with pytest.raises(ConfigError, match="--shard"):
             reproduce.parse_shard(bad)
+
+
+def test_training_order_groups_a_cells_seeds_of_this_shard():
+    cells = [Cell("mf", m, f"{m}.flags") for m in ("a", "b")]
+    runs = reproduce.sweep(cells, 3, (0, 2))  # a1 b1 a2 b2 a3 b3: this shard trains a's
+    grouped = [(c.name, seeds, ours) for c, seeds, ours in reproduce.training_order(runs, True)]
+    assert grouped == [("a", [1, 2, 3], True), ("b", [1], False), ("b", [2], False),
+                       ("b", [3], False)]  # fmt: skip
+    alone = [(c.name, seeds, ours) for c, seeds, ours in reproduce.training_order(runs, False)]
+    assert alone == [(c.name, [s], ours) for c, s, ours in runs]
+    trained = sorted((name, s) for name, seeds, ours in grouped if ours for s in seeds)
+    assert trained == sorted((c.name, s) for c, s, ours in runs if ours)
+
+
+def test_cell_seeds_in_one_program_equal_the_seeds_alone(tmp_path):
+    short = (("max_epochs", 30), ("patience", 2))  # seed 3 stops at 15, seed 1 goes on
+    cell = Cell("mf", "infonce", "experiments/configs/coat_mf_infonce.flags", overrides=short)
+    logs = {seed: (lambda line: None) for seed in (1, 3)}
+    together = reproduce.run_cell_seeds(cell, [1, 3], str(tmp_path / "b"), logs)
+    for seed in (1, 3):
+        alone = reproduce.run_cell(cell, seed, str(tmp_path / "a"))
+        for key in ("best_epoch", "valid", "test_ood"):
+            assert together[seed][key] == alone[key]
+        assert together[seed]["timing"]["runs_in_program"] == 2
+        assert 0 < together[seed]["epochs_s"]
+    # Finished seeds are re-reported, not trained again.
+    again = reproduce.run_cell_seeds(cell, [1, 3], str(tmp_path / "b"), logs)
+    assert again == together
 
 
 def test_progress_lines_are_the_validations_of_a_real_run():

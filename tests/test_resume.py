@@ -39,13 +39,13 @@ def _run(workdir, *extra):
     return out
 
 
-def _kill_after(workdir, marker: str) -> str:
+def _kill_after(workdir, marker: str, *extra) -> str:
     """Starts a run and SIGKILLs it as soon as it prints a line starting with `marker`.
 
     No sleeping before the kill: on a quiet machine a whole Coat run takes about a
     second, so a delay of even 0.5 s let it finish before the signal.
     """
-    proc = _start(workdir)
+    proc = _start(workdir, *extra)
     seen = []
     for line in proc.stdout:
         seen.append(line)
@@ -197,3 +197,22 @@ def test_disk_full_is_one_line(full_disk):
     assert proc.returncode == 1 and "Traceback" not in err, err[-3000:]
     (line,) = [x for x in err.splitlines() if not x.startswith("warning: ")]
     assert line.startswith("error: ") and "no space left on device" in line
+
+
+def test_killed_seed_batch_resumes_bit_identical(tmp_path, uninterrupted):
+    """--seeds trains in one program; killed and resumed, each seed's report equals the
+    seed trained alone without interruption (the default seed, 2023, is `uninterrupted`)."""
+    root = tmp_path / "seeds"
+    _kill_after(root, "seed 7: epoch    5 ", "--seeds=2023,7")
+    log = _kill_after(root, "seed 7: epoch   10 ", "--seeds=2023,7")
+    assert "seed 2023: resumed from the checkpoint of epoch 5" in log, log[-2000:]
+    out = _run(root, "--seeds=2023,7")
+    assert "seed 7: resumed from the checkpoint of epoch" in out
+    assert _comparable(root / "seed2023") == uninterrupted
+    assert _logged_epochs(root / "seed2023") == _logged_epochs(tmp_path.parent / "straight0")
+    alone = tmp_path / "seed7_alone"
+    _run(alone, "--seed=7")
+    assert _comparable(root / "seed7") == _comparable(alone)
+    table = out[out.index("seed | best epoch") :].splitlines()
+    assert table[1].startswith(f"2023 | {uninterrupted['best_epoch']} | ")
+    assert [row.split(" | ")[0] for row in table[3:5]] == ["mean", "std"]

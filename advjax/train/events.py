@@ -80,6 +80,8 @@ class EpochTrained:
       seconds: wall time of its training passes (adversarial and CF).
       samples_per_s: positives trained per second.
       steps: CF steps taken so far.
+      runs: runs trained by the same program in this epoch (advjax/train/batch.py);
+        `seconds` is their wall time together.
     """
 
     epoch: int
@@ -87,6 +89,7 @@ class EpochTrained:
     seconds: float
     samples_per_s: float
     steps: int
+    runs: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -306,10 +306,10 @@ def train_runs_events(
             t = tracks[i]
             t.epoch, t.steps = epoch, t.steps + n_batches
             check_finite(stats[i], f"in epoch {epoch} (steps up to {t.steps})")
-            yield (
-                i,
-                events.EpochTrained(epoch, stats[i], seconds, samples_per_epoch / seconds, t.steps),
+            trained = events.EpochTrained(
+                epoch, stats[i], seconds, samples_per_epoch / seconds, t.steps, sum(live)
             )
+            yield i, trained
         for i in (i for i, on in enumerate(live) if on):
             t = tracks[i]
             if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:

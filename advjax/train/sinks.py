@@ -176,6 +176,8 @@ class ScalarSink:
                     "epoch_s": event.seconds,
                     "samples_per_s": event.samples_per_s,
                 }
+                if event.runs > 1:  # epoch_s is the wall time of that many runs
+                    record["epoch_runs"] = event.runs
                 record.update({k: v for k, v in event.stats.items() if k != "loss"})
                 record.update(self._adversarial)
                 self._adversarial = {}

@@ -31,7 +31,7 @@ def coat():
 def _comparable(event) -> dict:
     """An event without its wall-clock fields."""
     record = {"type": type(event).__name__, **dataclasses.asdict(event)}
-    for name in ("seconds", "samples_per_s", "wall_s"):
+    for name in ("seconds", "samples_per_s", "wall_s", "runs"):
         record.pop(name, None)
     if "results" in record:
         record["results"] = {k: v for k, v in record["results"].items() if k != "timing"}
