@@ -113,3 +113,24 @@ def test_propagation_pick_needs_a_clear_win_that_agrees_with_bcoo():
     times["csr"] = (0.1, 2e-3)
     assert pick_path(times, "gpu") == "bcoo"
     assert pick_path({"bcoo": (2.0, 0.0)}, "gpu") == "bcoo"
+
+
+def test_batch_benchmark_compares_seeds_and_tabulates():
+    from benchmarks import batch
+
+    result = {"best_epoch": 5, "valid": {"recall@20": 0.3}, "test_ood": {"recall@20": 0.2}}
+    moved = {**result, "test_ood": {"recall@20": 0.2005}}
+    records = {
+        mode: {"wall_s": wall, "peak_rss_mb": 500.0, "epochs": [10, 5],
+               "results": [result, result if mode != "vmap" else moved]}
+        for mode, wall in (("one", 2.0), ("sequential", 4.0), ("map", 3.0), ("vmap", 2.5))
+    }  # fmt: skip
+    records["one"]["state_bytes_per_run"] = 2**20
+    row = batch.summarize("coat/mf/infonce", records, seeds=2)
+    assert row["map_exact"] == {"identical_seeds": 2, "max_metric_diff": 0.0}
+    assert row["vmap_exact"]["identical_seeds"] == 1
+    assert row["vmap_exact"]["max_metric_diff"] == pytest.approx(5e-4)
+    assert (row["sequential_over_one"], row["map_over_one"]) == (2.0, 1.5)
+    assert row["state_mb_per_run"] == 1.0
+    text = batch.table([row])
+    assert "| 3.0 s (1.50x) |" in text and "1/2 (max diff 5.0e-04)" in text
