@@ -3,7 +3,11 @@
 Runs that differ only in their seed trace the same epoch, so one program can train
 them all: parameters, both optimiser states, counters and root keys carry a leading
 axis of length R, and each epoch maps the single-run epoch (advjax/train/epochs.py)
-over it. Two ways to map, `--run_batching`:
+over it. Runs may also differ in settings the host applies per run (HOST_SETTINGS:
+schedule, budgets, patience) and in numeric settings that enter only the arithmetic
+(TRACED_SETTINGS: temperatures, learning rates, weights), which then travel into the
+program as arrays [R] (a grid search's points, experiments/search.py). Two ways to map,
+`--run_batching`:
 
   map   jax.lax.map: the runs one after another inside the program. Each run's
         arithmetic is that of the run trained alone, so results are bit-identical to
@@ -15,6 +19,11 @@ over it. Two ways to map, `--run_batching`:
         reciprocal; sums reduce in another order), so runs agree with the run trained
         alone to float32 rounding per step, and drift apart like any two float32
         trajectories over an early-stopped run (benchmarks/batch.py measures it).
+
+A traced setting is a program input where the run alone has it as a constant, which XLA
+may fold (x / 0.75 into x * 1.3333334): runs differing in TRACED_SETTINGS agree with
+the runs alone to float32 rounding per step under either mapping, not bit for bit.
+Runs that share a setting get it as the constant.
 
 A run that has stopped early, or has no adversarial pass scheduled this epoch, is
 masked: under `map` its epoch is skipped (lax.cond), under `vmap` it is computed and
@@ -35,21 +44,42 @@ from advjax.train.epochs import EpochFns
 from advjax.train.state import TrainState
 
 RUN_BATCHING = ("map", "vmap")
-# Settings runs in one program may differ in: they shape nothing that is compiled.
-BATCHABLE = ("seed",)
+# Settings the host reads per run (the initial state, the schedule, early stopping).
+HOST_SETTINGS = (
+    "seed", "patience", "t_adv", "e_adv", "warm_up_epochs", "kl_radius", "adv_stop",
+    "log_test",
+)  # fmt: skip
+# Numeric settings that enter only the arithmetic of the epochs (no shape, no branch).
+TRACED_SETTINGS = (
+    "tau", "lr", "lr_adv", "l2_reg", "ccl_margin", "ccl_neg_weight", "bc_tau_bias",
+    "adap_tau_beta",
+)  # fmt: skip
 
 
-def check_batchable(cfgs: Sequence[TrainConfig]) -> None:
-    """Raises ConfigError unless the configurations differ only in BATCHABLE settings."""
+def check_batchable(cfgs: Sequence[TrainConfig]) -> tuple[str, ...]:
+    """The TRACED_SETTINGS in which the configurations differ.
+
+    Raises:
+      ConfigError: they differ in a setting that is in neither list (one that shapes
+        or branches the compiled program, or the data).
+    """
     first = config_dict(cfgs[0])
+    differ = set()
     for cfg in cfgs[1:]:
         other = config_dict(cfg)
-        differ = sorted(k for k in first if first[k] != other[k] and k not in BATCHABLE)
-        if differ:
-            raise ConfigError(
-                "runs trained in one program may differ only in "
-                f"{', '.join(BATCHABLE)}; these differ in {', '.join(differ)}"
-            )
+        differ |= {name for name in first if first[name] != other[name]}
+    fixed = sorted(differ - set(HOST_SETTINGS) - set(TRACED_SETTINGS))
+    if fixed:
+        raise ConfigError(
+            f"runs trained in one program cannot differ in {', '.join(fixed)} (they may "
+            f"differ in {', '.join(HOST_SETTINGS + TRACED_SETTINGS)})"
+        )
+    return tuple(name for name in TRACED_SETTINGS if name in differ)
+
+
+def traced_values(cfgs: Sequence[TrainConfig], names: Sequence[str]) -> dict[str, jax.Array]:
+    """{setting: float32 [R]} of the runs' values of the traced settings `names`."""
+    return {name: jnp.asarray([getattr(c, name) for c in cfgs], jnp.float32) for name in names}
 
 
 def stack(trees: Sequence) -> object:
@@ -66,9 +96,10 @@ def run_slice(tree, index: int):
 class BatchedEpochs:
     """The epochs of R stacked runs, each with a mask of the runs it trains.
 
-    cf_epoch(states, data, active) -> (states, stats): active: bool [R]; stats: the
+    cf_epoch(states, data, active, settings) -> (states, stats): active: bool [R];
+      settings: {setting: [R]} traced values (traced_values; {} for none); stats: the
       epoch's means as arrays [R] (zeros for masked runs).
-    adv_epoch(states, data, active): the same for the adversarial pass.
+    adv_epoch(states, data, active, settings): the same for the adversarial pass.
     """
 
     cf_epoch: Callable
@@ -76,14 +107,14 @@ class BatchedEpochs:
 
 
 def _masked(epoch: Callable) -> Callable:
-    """epoch(state, data) -> (state, stats) as f(state, data, active): unchanged state and
-    zero stats where not active."""
+    """epoch(state, data, settings) -> (state, stats) as f(state, data, active, settings):
+    unchanged state and zero stats where not active."""
 
-    def masked(state: TrainState, data, active: jax.Array):
+    def masked(state: TrainState, data, active: jax.Array, settings: dict):
         shapes = {}
 
         def run(state):
-            state, stats = epoch(state, data)
+            state, stats = epoch(state, data, settings)
             shapes["stats"] = jax.tree_util.tree_map(
                 lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), stats
             )
@@ -93,7 +124,7 @@ def _masked(epoch: Callable) -> Callable:
             # lax.cond traces `run` first, so the stats' shapes are known without
             # tracing the epoch again; eval_shape only if that order ever changes.
             if "stats" not in shapes:
-                shapes["stats"] = jax.eval_shape(epoch, state, data)[1]
+                shapes["stats"] = jax.eval_shape(epoch, state, data, settings)[1]
             zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["stats"])
             return state, zeros
 
@@ -111,10 +142,10 @@ def make_batched_epochs(fns: EpochFns, batching: str) -> BatchedEpochs:
     def mapped(epoch: Callable) -> Callable:
         one = _masked(epoch)
         if batching == "vmap":
-            return jax.vmap(one, in_axes=(0, None, 0))
+            return jax.vmap(one, in_axes=(0, None, 0, 0))
 
-        def loop(states: TrainState, data, active: jax.Array):
-            return jax.lax.map(lambda xs: one(xs[0], data, xs[1]), (states, active))
+        def loop(states: TrainState, data, active: jax.Array, settings: dict):
+            return jax.lax.map(lambda xs: one(xs[0], data, *xs[1:]), (states, active, settings))
 
         return loop
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 from advjax.errors import ConfigError
@@ -212,3 +213,18 @@ def config_differences(saved: dict, cfg: TrainConfig) -> dict[str, tuple]:
 def format_differences(differences: dict[str, tuple]) -> str:
     """config_differences as "tau: 0.75 -> 0.5, lr: ..." for error messages."""
     return ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(differences.items()))
+
+
+def with_values(cfg: TrainConfig, values: dict | None) -> TrainConfig:
+    """cfg with some numeric settings replaced by traced values, inside a program that
+    trains runs differing in them (advjax/train/batch.py, TRACED_SETTINGS).
+
+    No validation runs (a tracer has no value to check): each run's own configuration
+    was validated when it was made. None or {} returns cfg itself.
+    """
+    if not values:
+        return cfg
+    out = copy.copy(cfg)
+    for name, value in values.items():
+        object.__setattr__(out, name, value)
+    return out

@@ -21,7 +21,7 @@ from advjax.losses.spec import EpochView
 from advjax.models import lightgcn_embed
 from advjax.models.scores import l2_normalize
 from advjax.sampling import bisection_steps, epoch_positives, sample_negatives
-from advjax.train.config import TrainConfig
+from advjax.train.config import TrainConfig, with_values
 from advjax.train.state import TrainState
 from advjax.train.step import Batch, FrozenTables, adversary_step, cf_step
 
@@ -54,6 +54,8 @@ class EpochFns:
     cf_epoch(state, data) updates the CF model over one epoch (the adversary frozen).
     adv_epoch(state, data) updates the adversary over one epoch (the CF model frozen;
     its embeddings are computed once for the whole pass).
+    Both take an optional third argument, {setting: traced value}, that overrides cfg's
+    numeric settings (advjax/train/batch.py: runs differing in them in one program).
     embed(cf_params, data) -> (user_emb, item_emb) final embeddings for evaluation.
     pure_cf_epoch, pure_adv_epoch: the same epochs before jit (trace_hook applied), for
       programs that train several runs at once (advjax/train/batch.py).
@@ -95,7 +97,9 @@ def make_epoch_fns(
     def embed(cf_params, data: TrainData):
         return lightgcn_embed(cf_params, data.graph, n_layers=cfg.n_layers, method=data.propagation)
 
-    def scan_batches(step, state: TrainState, data: TrainData, epoch_key, with_keys: bool):
+    def scan_batches(
+        cfg: TrainConfig, step, state: TrainState, data: TrainData, epoch_key, with_keys: bool
+    ):
         """Scans `step(state, batch)` over the epoch's batches drawn from `epoch_key`."""
         users_all, pos_all = epoch_positives(
             jax.random.fold_in(epoch_key, _POSITIVES),
@@ -119,7 +123,10 @@ def make_epoch_fns(
         state, stats = jax.lax.scan(body, state, (jnp.arange(n_batches), users_all, pos_all))
         return state, {name: jnp.mean(values) for name, values in stats.items()}
 
-    def cf_epoch(state: TrainState, data: TrainData):
+    base_cfg = cfg
+
+    def cf_epoch(state: TrainState, data: TrainData, settings: dict | None = None):
+        cfg = with_values(base_cfg, settings)
         epoch_key = jax.random.fold_in(jax.random.fold_in(state.key, _CF_STREAM), state.epoch)
         if spec.epoch_start:
             view = EpochView(
@@ -129,17 +136,18 @@ def make_epoch_fns(
             )
             state = state.replace(loss_state=spec.epoch_start(cfg, state.loss_state, view))
         state, stats = scan_batches(
-            lambda s, batch: cf_step(cfg, s, data, batch), state, data, epoch_key, True
+            cfg, lambda s, batch: cf_step(cfg, s, data, batch), state, data, epoch_key, True
         )
         return state.replace(epoch=state.epoch + 1), stats
 
-    def adv_epoch(state: TrainState, data: TrainData):
+    def adv_epoch(state: TrainState, data: TrainData, settings: dict | None = None):
+        cfg = with_values(base_cfg, settings)
         epoch_key = jax.random.fold_in(jax.random.fold_in(state.key, _ADV_STREAM), state.adv_epochs)
         cf_params = jax.lax.stop_gradient(state.cf_params)
         user_emb, item_emb = embed(cf_params, data)
         frozen = FrozenTables(cf_params, l2_normalize(user_emb), l2_normalize(item_emb))
         state, stats = scan_batches(
-            lambda s, batch: adversary_step(cfg, s, data, batch, frozen),
+            cfg, lambda s, batch: adversary_step(cfg, s, data, batch, frozen),
             state, data, epoch_key, False,
         )  # fmt: skip
         return state.replace(adv_epochs=state.adv_epochs + 1), stats

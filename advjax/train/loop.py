@@ -16,7 +16,13 @@ from advjax.errors import WorkdirError, check_finite
 from advjax.metrics import SELECTION_METRIC
 from advjax.provenance import package_versions
 from advjax.train import events
-from advjax.train.batch import check_batchable, make_batched_epochs, run_slice, stack
+from advjax.train.batch import (
+    check_batchable,
+    make_batched_epochs,
+    run_slice,
+    stack,
+    traced_values,
+)
 from advjax.train.checkpoints import RunCheckpoints
 from advjax.train.config import TrainConfig, config_dict
 from advjax.train.early_stopping import EarlyStopping
@@ -209,6 +215,8 @@ class _StackedRuns:
     """Runs stacked on a leading axis, trained by one program (advjax/train/batch.py)."""
 
     def __init__(self, runs: list[RunSetup], states: list, batching: str):
+        cfgs = [run.cfg for run in runs]
+        self.settings = traced_values(cfgs, check_batchable(cfgs))
         self.epochs = make_batched_epochs(runs[0].fns, batching)
         self.data, self.state = runs[0].train_data, stack(states)
 
@@ -216,7 +224,7 @@ class _StackedRuns:
         return run_slice(self.state, index)
 
     def _epoch(self, epoch, mask: list[bool]) -> list[dict | None]:
-        self.state, stats = epoch(self.state, self.data, jnp.asarray(mask))
+        self.state, stats = epoch(self.state, self.data, jnp.asarray(mask), self.settings)
         stats = jax.device_get(stats)
         return [
             {name: float(values[i]) for name, values in stats.items()} if on else None
@@ -258,7 +266,7 @@ def train_runs_events(
     if batching is None and len(cfgs) != 1:
         raise ValueError("several runs need batching='map' or 'vmap'")
     if len(cfgs) > 1:
-        check_batchable(cfgs)
+        check_batchable(cfgs)  # before anything is loaded or compiled
         runs = setup_runs(list(cfgs), data)
     else:
         runs = [setup_run(cfgs[0], data)]
@@ -325,7 +333,7 @@ def train_runs_events(
             )
             if has_valid and t.stopping.stopped:
                 t.done = True
-                yield i, events.EarlyStopped(epoch, cfg.patience, SELECTION_METRIC)
+                yield i, events.EarlyStopped(epoch, t.run.cfg.patience, SELECTION_METRIC)
                 yield from _tagged(
                     i,
                     _finish(t, runner.state_of(i), time.perf_counter() - start, n_runs),

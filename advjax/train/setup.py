@@ -18,6 +18,7 @@ from advjax.data.graph import Graph, empty_graph, normalized_graph
 from advjax.evaluation import Evaluator, build_evaluators
 from advjax.models.propagation import prepare_graph, resolve_method
 from advjax.sampling import TrainPairs, make_train_pairs
+from advjax.train.batch import check_batchable
 from advjax.train.config import TrainConfig
 from advjax.train.diagnose import SAMPLE_STREAM, make_diagnose
 from advjax.train.epochs import EpochFns, make_epoch_fns
@@ -156,9 +157,10 @@ def setup_runs(
     *,
     trace_hook: Callable[[Callable], Callable] = lambda fn: fn,
 ) -> list[RunSetup]:
-    """setup_run for runs that differ only in their seed (advjax/train/batch.py): one
-    split, train data, set of epochs and evaluators, shared; each run its own state and
-    diagnostics sample, as setup_run(cfg) would give it."""
+    """setup_run for runs trained in one program (advjax/train/batch.py): one split,
+    train data, set of epochs and evaluators, shared; each run its own configuration,
+    state and diagnostics sample (and its own diagnostics where its numeric settings
+    differ from the first run's), as setup_run(cfg) would give them."""
     base = setup_run(cfgs[0], data, trace_hook=trace_hook)
     runs = [base]
     for cfg in cfgs[1:]:
@@ -167,5 +169,8 @@ def setup_runs(
             loss_data=base.train_data.loss_data,
         )  # fmt: skip
         sample = _diagnostics_sample(cfg, base.data, base.train_data, state)
-        runs.append(dataclasses.replace(base, cfg=cfg, state=state, sample=sample))
+        diagnose = base.diagnose if check_batchable([base.cfg, cfg]) == () else make_diagnose(cfg)
+        runs.append(
+            dataclasses.replace(base, cfg=cfg, state=state, sample=sample, diagnose=diagnose)
+        )
     return runs
