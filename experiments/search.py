@@ -7,7 +7,11 @@
 Every flag of experiments.run sets the base configuration; --grid names TrainConfig
 fields with comma-separated values ("name=v1,v2;name2=..."). Each grid point trains
 in-process (the split is loaded once; no checkpoints) and is appended to --out as soon
-as it finishes, so a killed search resumes where it stopped. The point with the best
+as it finishes, so a killed search resumes where it stopped. Points that differ only in
+settings one program may vary (--batch_points; advjax/train/batch.py: temperatures,
+learning rates, loss weights, schedule, budgets) train together in one program and are
+appended when the last of them stops; their numbers equal the points trained alone to
+float32 rounding (a traced setting is an input there, a constant alone). The point with the best
 valid Recall@20 wins; the test metrics are recorded beside it, never used to choose.
 The winner's flag lines are printed, ready for a flagfile header.
 """
@@ -26,13 +30,25 @@ from advjax.errors import ConfigError
 from advjax.files import read_json_object, write_atomically
 from advjax.metrics import SELECTION_METRIC
 from advjax.train import TrainConfig, train_and_evaluate
+from advjax.train.batch import HOST_SETTINGS, RUN_BATCHING, TRACED_SETTINGS
 from advjax.train.config import config_dict, config_differences, format_differences
+from advjax.train.loop import train_runs
 from advjax.train.setup import load_split
 from advjax.train.sinks import ProgressLines
 from experiments import cli, run
 
 flags.DEFINE_string("grid", "", 'Grid over TrainConfig fields: "name=v1,v2;name2=v3,v4".')
 flags.DEFINE_string("out", "", "JSON record of every point (appended as points finish).")
+flags.DEFINE_bool(
+    "batch_points",
+    True,
+    "Train points that differ only in settings one program may vary (seed, schedule, "
+    "budgets, patience, tau, lr, lr_adv, l2_reg, loss weights) in one program; "
+    "--nobatch_points trains them one by one.",
+)
+flags.DEFINE_enum(
+    "run_batching", "map", RUN_BATCHING, "How batched points share the program: map or vmap."
+)
 FLAGS = flags.FLAGS
 
 
@@ -72,9 +88,35 @@ def _save(record: dict, out: str) -> None:
         write_atomically(out, json.dumps(record, indent=1))
 
 
-def search(base: TrainConfig, points: list[dict], out: str, log=print) -> dict:
+def point_groups(
+    base: TrainConfig, points: list[tuple[int, dict]], batch: bool
+) -> list[list[tuple[int, dict]]]:
+    """The (index, point) pairs in groups trained together: with `batch`, points whose
+    configurations differ only in what one program may vary (advjax/train/batch.py)
+    share a group, in order of their first point; else one group per point."""
+    if not batch:
+        return [[item] for item in points]
+    groups: dict[str, list[tuple[int, dict]]] = {}
+    varying = set(HOST_SETTINGS) | set(TRACED_SETTINGS)
+    for index, point in points:
+        fixed = {k: v for k, v in config_dict(dataclasses.replace(base, **point)).items()
+                 if k not in varying}  # fmt: skip
+        groups.setdefault(_key(fixed), []).append((index, point))
+    return list(groups.values())
+
+
+def search(
+    base: TrainConfig,
+    points: list[dict],
+    out: str,
+    log=print,
+    batch: bool = True,
+    batching: str = "map",
+) -> dict:
     """Runs the points not yet in `out`; returns the record with the winner ("best"),
-    which is also `out`'s last version (every version written atomically)."""
+    which is also `out`'s last version (every version written atomically). With `batch`,
+    points differing only in settings one program may vary train together
+    (`batching`: advjax/train/batch.py), and are recorded when their group ends."""
     record = {"base": config_dict(base), "select_by": f"valid/{SELECTION_METRIC}", "points": []}
     if out and os.path.exists(out):
         record, problem = read_json_object(out)
@@ -90,30 +132,39 @@ def search(base: TrainConfig, points: list[dict], out: str, log=print) -> dict:
             )
     done = {_key(p["point"]) for p in record["points"]}
     data = load_split(base)
-    for index, point in enumerate(points):
-        if _key(point) in done:
-            continue
-        cfg = dataclasses.replace(base, **point)
+    todo = [(index, point) for index, point in enumerate(points) if _key(point) not in done]
+    for group in point_groups(base, todo, batch):
         tick = time.perf_counter()
-        progress = ProgressLines(
-            log, prefix=f"[{index + 1}/{len(points)}] {point}: ", every_epoch=False
-        )
-        results = train_and_evaluate(cfg, None, data=data, sinks=[progress])
-        entry = {
-            "point": point,
-            "seconds": round(time.perf_counter() - tick, 1),
-            **{
-                name: value
-                for name, value in results.items()
-                if name not in ("flags", "timing", "data")
-            },
-        }
-        record["points"].append(entry)
-        valid = entry.get("valid", {}).get(SELECTION_METRIC, float("nan"))
-        log(
-            f"[{index + 1}/{len(points)}] {point}: valid {SELECTION_METRIC} {valid:.4f}, "
-            f"{entry['seconds']} s"
-        )
+        cfgs = [dataclasses.replace(base, **point) for _, point in group]
+        sinks = [
+            [ProgressLines(log, prefix=f"[{i + 1}/{len(points)}] {p}: ", every_epoch=False)]
+            for i, p in group
+        ]
+        if len(group) == 1:
+            results = [train_and_evaluate(cfgs[0], None, data=data, sinks=sinks[0])]
+        else:
+            results = train_runs(
+                cfgs, [None] * len(cfgs), data=data, sinks=sinks, batching=batching
+            )  # fmt: skip
+        seconds = round(time.perf_counter() - tick, 1)
+        for (index, point), result in zip(group, results, strict=True):
+            entry = {
+                "point": point,
+                "seconds": seconds,
+                **{
+                    name: value
+                    for name, value in result.items()
+                    if name not in ("flags", "timing", "data")
+                },
+            }
+            if len(group) > 1:
+                entry["runs_in_program"] = len(group)
+            record["points"].append(entry)
+            valid = entry.get("valid", {}).get(SELECTION_METRIC, float("nan"))
+            log(
+                f"[{index + 1}/{len(points)}] {point}: valid {SELECTION_METRIC} {valid:.4f}, "
+                f"{entry['seconds']} s"
+            )
         _save(record, out)
     wanted = {_key(p) for p in points}
     mine = [p for p in record["points"] if _key(p["point"]) in wanted]
@@ -128,7 +179,10 @@ def main(argv: list[str]) -> None:
     points = parse_grid(FLAGS.grid)
     if not points:
         raise ConfigError("--grid is empty")
-    record = search(run.config_from_flags(), points, FLAGS.out)
+    record = search(
+        run.config_from_flags(), points, FLAGS.out, batch=FLAGS.batch_points,
+        batching=FLAGS.run_batching,
+    )  # fmt: skip
     best = record["best"]
     metrics = {
         name: value[SELECTION_METRIC]

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from advjax.errors import ConfigError
@@ -38,7 +39,7 @@ def test_search_picks_by_valid_and_resumes(tmp_path, monkeypatch):
     out = str(tmp_path / "s.json")
     lines = []
     points = search.parse_grid("tau=0.2,0.75")
-    record = search.search(base, points, out, log=lines.append)
+    record = search.search(base, points, out, log=lines.append, batch=False)
     # One atomic write per point, then the final record with the winner; nothing else
     # writes the file, and no temporary is left.
     assert [path for path, _ in writes] == [out] * 3
@@ -54,13 +55,36 @@ def test_search_picks_by_valid_and_resumes(tmp_path, monkeypatch):
     assert {"test_id", "test_ood", "best_epoch"} <= set(record["best"])
     # A second call with one more point runs only that one.
     lines.clear()
-    record = search.search(base, search.parse_grid("tau=0.2,0.75,0.5"), out, log=lines.append)
+    record = search.search(
+        base, search.parse_grid("tau=0.2,0.75,0.5"), out, log=lines.append, batch=False
+    )
     finished = [line for line in lines if " | " not in line]
     assert len(finished) == 1 and "0.5" in finished[0] and len(record["points"]) == 3
     assert json.loads((tmp_path / "s.json").read_text())["best"] == record["best"]
     assert all("0.5" in line for line in lines)  # nothing else trained
     with pytest.raises(ConfigError, match="another base configuration .*loss: 'infonce' -> 'ccl'"):
         search.search(TrainConfig(loss="ccl"), points, out)
+
+
+def test_points_differing_in_traced_settings_train_together(tmp_path):
+    base = TrainConfig(loss="infonce", max_epochs=6, eval_every=2, lr=0.01)
+    points = search.parse_grid("tau=0.2,0.75;n_layers=0,1")
+    groups = search.point_groups(base, list(enumerate(points)), True)
+    # tau may vary in one program, n_layers may not: one group per backbone.
+    assert [[p for _, p in g] for g in groups] == [
+        [{"tau": 0.2, "n_layers": 0}, {"tau": 0.75, "n_layers": 0}],
+        [{"tau": 0.2, "n_layers": 1}, {"tau": 0.75, "n_layers": 1}],
+    ]
+    assert search.point_groups(base, [(0, points[0])], False) == [[(0, points[0])]]
+    lines = []
+    pair = [points[0], points[2]]  # MF at both temperatures
+    together = search.search(base, pair, str(tmp_path / "b.json"), log=lines.append)
+    alone = search.search(base, pair, str(tmp_path / "a.json"), batch=False)
+    assert [p["runs_in_program"] for p in together["points"]] == [2, 2]
+    for b, a in zip(together["points"], alone["points"], strict=True):
+        assert b["point"] == a["point"] and b["best_epoch"] == a["best_epoch"]
+        np.testing.assert_allclose(b["valid"]["recall@20"], a["valid"]["recall@20"], atol=2e-3)
+    assert sum(line.startswith("[2/2] {'tau': 0.75, 'n_layers': 0}: epoch") for line in lines) == 3
 
 
 @pytest.mark.parametrize(
