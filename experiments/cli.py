@@ -1,5 +1,6 @@
-"""What the three experiment CLIs (run, search, reproduce) share: how they read their
-flags, set JAX up, and stop.
+"""What the experiment CLIs (run, search, reproduce, fidelity) share: how they read
+their flags, the flags they all take (--compilation_cache, --run_batching), how they set
+JAX up, and how they stop.
 
 A user sees an error as one line `error: ...` on stderr: exit 2 for a flag error (an
 unknown flag, also in a flagfile; a value of the wrong type; a stray argument), exit 1
@@ -18,6 +19,7 @@ import jax
 from absl import app, flags, logging
 
 from advjax.errors import AdvjaxError
+from advjax.train.batch import RUN_BATCHING
 
 flags.DEFINE_string(
     "compilation_cache",
@@ -26,6 +28,15 @@ flags.DEFINE_string(
     "Persistent XLA compilation cache (default: $JAX_COMPILATION_CACHE_DIR, else "
     "~/.cache/advjax/xla): a second run of the same shapes skips most of its compile "
     "time. Empty disables it.",
+)
+flags.DEFINE_enum(
+    "run_batching",
+    "map",
+    RUN_BATCHING,
+    "How one program trains several runs (run --seeds, reproduce's seeds, search's "
+    "points; advjax/train/batch.py): map (one after another inside it; a run's results "
+    "bit-identical to it alone) or vmap (side by side in every kernel; equal to float32 "
+    "rounding).",
 )
 FLAGS = flags.FLAGS
 

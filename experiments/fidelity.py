@@ -301,7 +301,10 @@ def main(argv: list[str]) -> None:
                     [ProgressLines(print_flushed, prefix=f"{names[s]}: ", every_epoch=False)]
                     for s in todo
                 ]
-                train_runs([cfgs[s] for s in todo], [workdirs[s] for s in todo], sinks=sinks)
+                train_runs(
+                    [cfgs[s] for s in todo], [workdirs[s] for s in todo], sinks=sinks,
+                    batching=FLAGS.run_batching,
+                )  # fmt: skip
             for seed in seeds:
                 results = finished_results(workdirs[seed], cfgs[seed])
                 if results is None:

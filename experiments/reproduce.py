@@ -43,7 +43,6 @@ from advjax.files import read_json_object, write_atomically
 from advjax.metrics import SELECTION_METRIC
 from advjax.provenance import git_commit
 from advjax.train import TrainConfig, train_and_evaluate
-from advjax.train.batch import RUN_BATCHING
 from advjax.train.config import config_differences, format_differences
 from advjax.train.loop import train_runs
 from advjax.train.sinks import ProgressLines, print_flushed
@@ -80,12 +79,6 @@ flags.DEFINE_bool(
     True,
     "Train the seeds of a cell this process trains in one compiled program; "
     "--nobatch_seeds trains them one after another, as separate programs.",
-)
-flags.DEFINE_enum(
-    "run_batching",
-    "map",
-    RUN_BATCHING,
-    "How --batch_seeds trains a cell's seeds (experiments.run --seeds says the same).",
 )
 FLAGS = flags.FLAGS
 

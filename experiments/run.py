@@ -24,7 +24,6 @@ from absl import flags
 from advjax.errors import ConfigError, WorkdirError
 from advjax.files import read_json_object
 from advjax.train import TrainConfig, train_and_evaluate
-from advjax.train.batch import RUN_BATCHING
 from advjax.train.checkpoints import load_run_config
 from advjax.train.config import config_differences
 from advjax.train.loop import train_runs
@@ -74,14 +73,6 @@ def _define_run_flags() -> None:
         [],
         "Train these seeds (instead of --seed) in one compiled program, each run in "
         "<workdir>/seed<S>; e.g. 1,2,3,4,5.",
-    )
-    flags.DEFINE_enum(
-        "run_batching",
-        "map",
-        RUN_BATCHING,
-        "How one program trains --seeds: map (one run after another inside it; results "
-        "bit-identical to each seed alone) or vmap (side by side in every kernel; equal to "
-        "float32 rounding).",
     )
 
 

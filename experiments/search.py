@@ -30,7 +30,7 @@ from advjax.errors import ConfigError
 from advjax.files import read_json_object, write_atomically
 from advjax.metrics import SELECTION_METRIC
 from advjax.train import TrainConfig, train_and_evaluate
-from advjax.train.batch import HOST_SETTINGS, RUN_BATCHING, TRACED_SETTINGS
+from advjax.train.batch import HOST_SETTINGS, TRACED_SETTINGS
 from advjax.train.config import config_dict, config_differences, format_differences
 from advjax.train.loop import train_runs
 from advjax.train.setup import load_split
@@ -46,9 +46,7 @@ flags.DEFINE_bool(
     "budgets, patience, tau, lr, lr_adv, l2_reg, loss weights) in one program; "
     "--nobatch_points trains them one by one.",
 )
-flags.DEFINE_enum(
-    "run_batching", "map", RUN_BATCHING, "How batched points share the program: map or vmap."
-)
+
 FLAGS = flags.FLAGS
 
 
