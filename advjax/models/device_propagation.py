@@ -91,3 +91,25 @@ def _csr_bwd(n_layers, graph, cotangent):
 
 
 _csr_propagate.defvjp(_csr_fwd, _csr_bwd)
+
+
+@jax.custom_vjp
+def csr_product(graph: Graph, x: jax.Array) -> jax.Array:
+    """One layer A @ x with the "csr" path, its VJP through the same symmetric product."""
+    return spmm(graph, x, "csr")
+
+
+def _csr_product_fwd(graph, x):
+    return csr_product(graph, x), graph
+
+
+def _csr_product_bwd(graph, cotangent):
+    return None, csr_product(graph, cotangent)
+
+
+csr_product.defvjp(_csr_product_fwd, _csr_product_bwd)
+
+
+def device_product(graph: Graph, x: jax.Array, method: str) -> jax.Array:
+    """One layer A @ x on the device with `method` (one of DEVICE_METHODS)."""
+    return csr_product(graph, x) if method == "csr" else spmm(graph, x, method)

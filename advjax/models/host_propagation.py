@@ -111,6 +111,41 @@ def _host_csr_bwd(n_layers, graph, cotangent):
 host_csr_propagate.defvjp(_host_csr_fwd, _host_csr_bwd)
 
 
+def _host_product(indptr, cols, weights, x) -> np.ndarray:
+    n = x.shape[0]
+    return (_HostCSR(indptr, cols, weights, (n, n)) @ np.asarray(x)).astype(x.dtype, copy=False)
+
+
+@jax.custom_vjp
+def host_csr_product(graph: Graph, x: jax.Array) -> jax.Array:
+    """One layer A @ x of all N nodes, by SciPy on the host (a layer at a time, for
+    models that act between layers: advjax.models.propagation.propagate_layers).
+
+    Args:
+      graph: normalised adjacency over N nodes, symmetric (its item_gram is not read).
+      x: [N, d].
+
+    Returns:
+      [N, d].
+    """
+    out = jax.ShapeDtypeStruct(x.shape, x.dtype)
+    return jax.pure_callback(
+        _host_product, out, graph.indptr, graph.cols, graph.weights, x,
+        vmap_method="sequential",
+    )  # fmt: skip
+
+
+def _host_product_fwd(graph, x):
+    return host_csr_product(graph, x), graph
+
+
+def _host_product_bwd(graph, cotangent):
+    return None, host_csr_product(graph, cotangent)  # A is symmetric: A^T c = A c
+
+
+host_csr_product.defvjp(_host_product_fwd, _host_product_bwd)
+
+
 def item_gram(graph: Graph, n_users: int) -> np.ndarray:
     """Dense item-item operator G = R^T R of the normalised graph, float32 [I, I].
 

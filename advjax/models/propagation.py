@@ -24,6 +24,7 @@ builds that operand, attaching the operator where it pays off.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -31,9 +32,10 @@ import numpy as np
 
 from advjax.data.graph import Graph
 from advjax.errors import ConfigError
-from advjax.models.device_propagation import device_propagate
+from advjax.models.device_propagation import device_product, device_propagate
 from advjax.models.host_propagation import (
     gram_pays_off,
+    host_csr_product,
     host_csr_propagate,
     host_csr_rows,
     item_gram,
@@ -47,6 +49,7 @@ __all__ = [
     "item_gram",
     "prepare_graph",
     "propagate",
+    "propagate_layers",
     "propagate_rows",
     "resolve_method",
 ]
@@ -147,6 +150,41 @@ def propagate(x: jax.Array, graph: Graph, n_layers: int, method: str = "auto") -
     if method == "host_csr":
         return host_csr_propagate(graph, x, n_layers)
     return device_propagate(graph, x, n_layers, method)
+
+
+def propagate_layers(
+    x: jax.Array,
+    graph: Graph,
+    n_layers: int,
+    method: str = "auto",
+    between: Callable[[int, jax.Array], jax.Array] | None = None,
+) -> list[jax.Array]:
+    """Every layer of the propagation, one sparse product at a time: [x, A x1, A x2, ...]
+    where x_l is layer l after `between` (for models that act between layers: XSimGCL's
+    noise, NCL's and SGL's views). Their mean, without `between`, is `propagate`.
+
+    Args:
+      x: [N, d] layer-0 embeddings of all nodes (users first, then items).
+      graph: normalised adjacency over N nodes, symmetric (e.g. edge-dropped views).
+      n_layers: L >= 0.
+      method: "auto" or one of METHODS; every path computes A @ x (the host one by
+        SciPy, one callback per layer).
+      between: (l, layer l) -> layer l as the next product reads it and as returned,
+        for l = 1..L; None leaves the layers as they are.
+
+    Returns:
+      L + 1 arrays [N, d]: layer 0 (x itself) to layer L.
+    """
+    method = resolve_method(method)
+    layers = [x]
+    for number in range(1, n_layers + 1):
+        layer = (
+            host_csr_product(graph, layers[-1])
+            if method == "host_csr"
+            else device_product(graph, layers[-1], method)
+        )
+        layers.append(between(number, layer) if between else layer)
+    return layers
 
 
 def propagate_rows(
