@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+from advjax.augmentations.registry import AUGMENTATIONS, augmentation_settings
+from advjax.augmentations.spec import Augmentation
 from advjax.errors import ConfigError
 from advjax.losses.registry import LOSSES, all_settings
 from advjax.losses.spec import Loss
@@ -58,6 +60,12 @@ class _RunSettings:
     loss: str = _setting(
         "adv_infonce",
         f"Training loss: {', '.join(LOSSES)} (advjax.losses; each adds its own flags).",
+    )
+    augment: str = _setting(
+        "none",
+        "Graph augmentation with a contrastive term beside --loss: none, "
+        f"{', '.join(AUGMENTATIONS)} (advjax.augmentations; LightGCN only; each adds its "
+        "own flags).",
     )
     tau: float = _setting(
         0.75,
@@ -115,6 +123,16 @@ class _RunSettings:
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {tuple(LOSSES)}")
+        if self.augment != "none" and self.augment not in AUGMENTATIONS:
+            raise ConfigError(
+                f"unknown augment {self.augment!r}; choose none or one of {tuple(AUGMENTATIONS)}"
+            )
+        if self.augment != "none" and self.n_layers < 1:
+            raise ConfigError(f"--augment={self.augment} augments LightGCN: needs n_layers >= 1")
+        if self.augment == "xsimgcl" and self.xsimgcl_layer_cl > self.n_layers:
+            raise ConfigError(
+                f"xsimgcl_layer_cl {self.xsimgcl_layer_cl} exceeds n_layers {self.n_layers}"
+            )
         if self.propagation not in ("auto", *propagation.METHODS):
             raise ConfigError(
                 f"unknown propagation {self.propagation!r}; choose auto or one of "
@@ -148,7 +166,7 @@ class _RunSettings:
             raise ConfigError(f"ks must be positive cut-offs, got {self.ks}")
         if 20 not in self.ks:
             raise ConfigError("ks must include 20: early stopping watches valid Recall@20")
-        for setting in all_settings():
+        for setting in (*all_settings(), *augmentation_settings()):
             problem = setting.check(getattr(self, setting.name))
             if problem:
                 raise ConfigError(f"{setting.name} {problem}, got {getattr(self, setting.name)!r}")
@@ -159,9 +177,16 @@ class _RunSettings:
         return LOSSES[self.loss]
 
     @property
+    def augment_spec(self) -> Augmentation | None:
+        """The spec of --augment (advjax.augmentations.registry); None for none."""
+        return AUGMENTATIONS.get(self.augment)
+
+    @property
     def loss_label(self) -> str:
-        """The loss as progress lines and default workdirs name it: "adv_infonce-embed"."""
-        return self.loss_spec.label_of(self)
+        """The loss as progress lines and default workdirs name it: "adv_infonce-embed",
+        "infonce+sgl" with an augmentation."""
+        label = self.loss_spec.label_of(self)
+        return label if self.augment == "none" else f"{label}+{self.augment}"
 
     @property
     def trains_adversary(self) -> bool:
@@ -173,7 +198,7 @@ TrainConfig = dataclasses.make_dataclass(
     "TrainConfig",
     [
         (s.name, type(s.default), dataclasses.field(default=s.default, metadata={"help": s.help}))
-        for s in all_settings()
+        for s in (*all_settings(), *augmentation_settings())
     ],
     bases=(_RunSettings,),
     frozen=True,

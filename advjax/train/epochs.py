@@ -16,6 +16,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from advjax.augmentations.spec import EpochInputs
 from advjax.errors import ConfigError
 from advjax.losses.spec import EpochView
 from advjax.models import lightgcn_embed
@@ -31,7 +32,7 @@ if typing.TYPE_CHECKING:  # setup imports this module
 # Independent random streams folded into the root key.
 _CF_STREAM, _ADV_STREAM, _FROZEN_STREAM = 0, 1, 2
 # Streams folded into an epoch's key.
-_POSITIVES, _NEGATIVES, _BATCH_KEYS = 0, 1, 2
+_POSITIVES, _NEGATIVES, _BATCH_KEYS, _AUGMENT = 0, 1, 2, 3
 
 
 def negatives_key(cfg: TrainConfig, root_key: jax.Array, epoch_key: jax.Array, index):
@@ -135,6 +136,17 @@ def make_epoch_fns(
                 final_embeddings=lambda: embed(jax.lax.stop_gradient(state.cf_params), data),
             )
             state = state.replace(loss_state=spec.epoch_start(cfg, state.loss_state, view))
+        augment = cfg.augment_spec
+        if augment is not None and augment.epoch_start:
+            view = EpochInputs(
+                cf_params=jax.lax.stop_gradient(state.cf_params),
+                graph=data.graph,
+                method=data.propagation,
+                n_layers=cfg.n_layers,
+                key=jax.random.fold_in(epoch_key, _AUGMENT),
+                epoch=state.epoch,
+            )
+            state = state.replace(aug_state=augment.epoch_start(cfg, state.aug_state, view))
         state, stats = scan_batches(
             cfg, lambda s, batch: cf_step(cfg, s, data, batch), state, data, epoch_key, True
         )

@@ -143,8 +143,9 @@ def setup_run(
         trace_hook=trace_hook,
     )
     state = init_state(
-        cfg, n_users=data.n_users, n_items=data.n_items, loss_data=train_data.loss_data
-    )
+        cfg, n_users=data.n_users, n_items=data.n_items, loss_data=train_data.loss_data,
+        n_edges=int(train_data.graph.rows.shape[0]),
+    )  # fmt: skip
     evaluators = build_evaluators(data, batch_size=cfg.eval_batch_size)
     sample = _diagnostics_sample(cfg, data, train_data, state)
     diagnose = make_diagnose(cfg)
@@ -167,6 +168,7 @@ def setup_runs(
         state = init_state(
             cfg, n_users=base.data.n_users, n_items=base.data.n_items,
             loss_data=base.train_data.loss_data,
+            n_edges=int(base.train_data.graph.rows.shape[0]),
         )  # fmt: skip
         sample = _diagnostics_sample(cfg, base.data, base.train_data, state)
         diagnose = base.diagnose if check_batchable([base.cfg, cfg]) == () else make_diagnose(cfg)

@@ -27,6 +27,8 @@ class TrainState(struct.PyTreeNode):
       key: the run's root PRNG key; every draw folds counters into it.
       loss_state: what the loss carries across epochs (its spec's init_state; empty for
         most), e.g. Adap-tau's per-user temperatures and loss sums.
+      aug_state: what the augmentation carries across epochs (--augment; empty for
+        none), e.g. SGL's dropped graphs, NCL's clusters.
     """
 
     cf_params: dict
@@ -38,6 +40,7 @@ class TrainState(struct.PyTreeNode):
     adv_epochs: jax.Array
     key: jax.Array
     loss_state: dict
+    aug_state: dict
 
 
 def make_optimizers(cfg: TrainConfig) -> tuple[optax.GradientTransformation, ...]:
@@ -46,18 +49,24 @@ def make_optimizers(cfg: TrainConfig) -> tuple[optax.GradientTransformation, ...
 
 
 def init_state(
-    cfg: TrainConfig, *, n_users: int, n_items: int, loss_data: dict | None = None
+    cfg: TrainConfig,
+    *,
+    n_users: int,
+    n_items: int,
+    loss_data: dict | None = None,
+    n_edges: int = 0,
 ) -> TrainState:
     """Fresh state from cfg.seed: Xavier-normal embeddings, zeroed Adam moments.
 
     The loss's spec (cfg.loss_spec) adds its parameter groups (from their own key
     stream, so the main tables are those of every loss at this seed), its per-run
-    state and its adversary's parameters.
+    state and its adversary's parameters; the augmentation (cfg.augment_spec) its state.
 
     Args:
       cfg: run settings.
       n_users, n_items: table sizes.
       loss_data: the arrays the loss's `prepare` returned (TrainData.loss_data).
+      n_edges: entries of the training graph (2 |O+|; read by augmentations' state).
     """
     spec = cfg.loss_spec
     loss_data = loss_data or {}
@@ -71,6 +80,10 @@ def init_state(
     adversary = spec.adversary(cfg)
     adv_params = adversary.init(key_adv, n_users, n_items) if adversary else {}
     cf_tx, adv_tx = make_optimizers(cfg)
+    augment = cfg.augment_spec
+    aug_state = {}
+    if augment is not None and augment.init_state:
+        aug_state = augment.init_state(cfg, n_users, n_items, n_edges)
 
     # Separate buffers per counter: the epoch functions donate the whole state.
     def zero():
@@ -86,4 +99,5 @@ def init_state(
         adv_epochs=zero(),
         key=key_run,
         loss_state=loss_state,
+        aug_state=aug_state,
     )

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from advjax.augmentations.spec import AugmentInputs
 from advjax.losses.spec import LossInputs
 from advjax.models import lightgcn_rows
 from advjax.models.scores import l2_normalize, pair_scores
@@ -111,18 +112,32 @@ def cf_step(
     spec = cfg.loss_spec
     cf_tx, _ = make_optimizers(cfg)
 
+    augment = cfg.augment_spec
+
     def objective(cf_params):
-        user_rows, item_emb = lightgcn_rows(
-            cf_params, data.graph, batch.users, n_layers=cfg.n_layers, method=data.propagation
-        )
+        extra, extra_stats = None, {}
+        if augment is None:
+            user_rows, item_emb = lightgcn_rows(
+                cf_params, data.graph, batch.users, n_layers=cfg.n_layers,
+                method=data.propagation,
+            )  # fmt: skip
+        else:
+            out = augment.forward(cfg, augment_inputs(cfg, state, data, batch, cf_params))
+            user_rows, item_emb = out.user_rows, out.item_emb
+            extra, extra_stats = out.loss, out.diagnostics
         inputs = loss_inputs(
             state, data, batch, l2_normalize(user_rows), l2_normalize(item_emb), cf_params,
             state.adv_params,
         )  # fmt: skip
         value = spec.value(cfg, inputs)
-        return jnp.mean(value.per_sample) + l2_penalty(cfg, cf_params, batch), value
+        total = jnp.mean(value.per_sample) + l2_penalty(cfg, cf_params, batch)
+        if extra is not None:
+            total = total + extra
+        return total, (value, extra_stats)
 
-    (total, value), grads = jax.value_and_grad(objective, has_aux=True)(state.cf_params)
+    (total, (value, extra_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
+        state.cf_params
+    )
     trains = spec.trains(cfg, state.epoch) if spec.trains else None
     if trains is not None:
         grads = _resting_zeroed(grads, trains)
@@ -138,7 +153,29 @@ def cf_step(
         step=state.step + 1,
         loss_state=loss_state,
     )
-    return state, {"loss": total, **{k: jnp.mean(v) for k, v in value.diagnostics.items()}}
+    stats = {k: jnp.mean(v) for k, v in {**value.diagnostics, **extra_stats}.items()}
+    return state, {"loss": total, **stats}
+
+
+# The augmentation's stream of a batch's key (the loss may draw from the key itself).
+_AUGMENT_STREAM = 7
+
+
+def augment_inputs(
+    cfg: TrainConfig, state: TrainState, data: TrainData, batch: Batch, cf_params: dict
+) -> AugmentInputs:
+    """What the augmentation's `forward` reads for one batch (advjax/augmentations)."""
+    return AugmentInputs(
+        cf_params=cf_params,
+        graph=data.graph,
+        method=data.propagation,
+        n_layers=cfg.n_layers,
+        users=batch.users,
+        pos=batch.pos,
+        key=jax.random.fold_in(batch.key, _AUGMENT_STREAM),
+        state=state.aug_state,
+        epoch=state.epoch,
+    )
 
 
 class FrozenTables(NamedTuple):
