@@ -43,6 +43,22 @@ def view_infonce(view_a: jax.Array, view_b: jax.Array, mask: jax.Array, tau) -> 
     return jnp.sum(per_row) / jnp.maximum(jnp.sum(mask), 1)
 
 
+def target_infonce(queries: jax.Array, keys: jax.Array, targets: jax.Array, tau) -> jax.Array:
+    """Mean over rows of -log softmax_j(<q_b, k_j> / tau)[targets[b]], cosines: each
+    query against every key, its target key the positive (NCL's structural contrast,
+    keys = every node's layer-0 embedding; its prototype contrast, keys = centroids).
+
+    Args:
+      queries: [B, d]; keys: [M, d]; targets: int [B] in [0, M); tau: temperature.
+
+    Returns:
+      [].
+    """
+    logits = (l2_normalize(queries) @ l2_normalize(keys).T) / tau
+    picked = jnp.take_along_axis(logits, targets[:, None], axis=1)[:, 0]
+    return jnp.mean(jax.nn.logsumexp(logits, axis=1) - picked)
+
+
 def nodes_infonce(view_a: jax.Array, view_b: jax.Array, ids: jax.Array, tau) -> jax.Array:
     """view_infonce over the distinct nodes among `ids` of two [N, d] views."""
     rows, mask = distinct(ids)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from advjax.augmentations.sgl import AUGMENTATION as SGL
 from advjax.augmentations.spec import Augmentation
 from advjax.augmentations.xsimgcl import AUGMENTATION as XSIMGCL
 from advjax.losses.spec import Setting
 
-_SPECS = (XSIMGCL,)
+_SPECS = (SGL, XSIMGCL)
 
 AUGMENTATIONS: dict[str, Augmentation] = {spec.name: spec for spec in _SPECS}
 

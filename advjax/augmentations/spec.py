@@ -30,6 +30,7 @@ class AugmentInputs(NamedTuple):
       key: the batch's PRNG key (the augmentation's own stream of it).
       state: the augmentation's per-run state.
       epoch: int32 [], CF epochs finished before this batch's epoch.
+      data: the arrays its `prepare` returned.
     """
 
     cf_params: dict
@@ -41,6 +42,7 @@ class AugmentInputs(NamedTuple):
     key: jax.Array
     state: dict
     epoch: jax.Array
+    data: dict
 
 
 class AugmentOutput(NamedTuple):
@@ -68,6 +70,7 @@ class EpochInputs(NamedTuple):
       graph, method, n_layers: as in AugmentInputs.
       key: the epoch's PRNG key for the augmentation.
       epoch: int32 [], CF epochs finished.
+      data: the arrays its `prepare` returned.
     """
 
     cf_params: dict
@@ -76,6 +79,7 @@ class EpochInputs(NamedTuple):
     n_layers: int
     key: jax.Array
     epoch: jax.Array
+    data: dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +90,8 @@ class Augmentation:
       name: the --augment value.
       forward: (cfg, AugmentInputs) -> AugmentOutput.
       settings: its flags.
+      prepare: (graph (NumPy), n_users) -> {name: array} computed once on the host
+        (TrainData.aug_data), or None.
       init_state: (cfg, n_users, n_items, n_edges) -> {name: array}, or None.
       epoch_start: (cfg, state, EpochInputs) -> state, or None.
     """
@@ -93,5 +99,6 @@ class Augmentation:
     name: str
     forward: Callable[[Any, AugmentInputs], AugmentOutput]
     settings: tuple[Setting, ...] = ()
+    prepare: Callable | None = None
     init_state: Callable | None = None
     epoch_start: Callable | None = None

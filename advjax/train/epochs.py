@@ -145,6 +145,7 @@ def make_epoch_fns(
                 n_layers=cfg.n_layers,
                 key=jax.random.fold_in(epoch_key, _AUGMENT),
                 epoch=state.epoch,
+                data=data.aug_data,
             )
             state = state.replace(aug_state=augment.epoch_start(cfg, state.aug_state, view))
         state, stats = scan_batches(

@@ -34,12 +34,15 @@ class TrainData(struct.PyTreeNode):
         empty for MF.
       loss_data: the arrays the loss's spec prepared from the split ({} for most;
         BC loss: popularity levels).
+      aug_data: the arrays the augmentation prepared from the graph ({} for most;
+        SGL: each entry's undirected edge).
       propagation: the resolved propagation path (static: part of the compiled code).
     """
 
     pairs: TrainPairs
     graph: Graph
     loss_data: dict
+    aug_data: dict
     propagation: str = struct.field(pytree_node=False)
 
 
@@ -58,17 +61,20 @@ def make_train_data(cfg: TrainConfig, data: SplitData) -> TrainData:
     """Device arrays of a split's training pairs, its graph when LightGCN needs one,
     and what the loss prepares; the propagation path is resolved here, once."""
     method = resolve_method(cfg.propagation)
-    graph = empty_graph()
+    graph, aug_data = empty_graph(), {}
     if cfg.n_layers:  # MF never propagates; an empty graph keeps one TrainData type
-        graph = prepare_graph(
-            normalized_graph(data.train, data.n_items), data.n_users, cfg.n_layers, method
-        )
+        host_graph = normalized_graph(data.train, data.n_items)
+        graph = prepare_graph(host_graph, data.n_users, cfg.n_layers, method)
+        augment = cfg.augment_spec
+        if augment is not None and augment.prepare:
+            aug_data = augment.prepare(host_graph, data.n_users)
     spec = cfg.loss_spec
     loss_data = spec.prepare(data) if spec.prepare else {}
     return TrainData(
         pairs=make_train_pairs(data.train),
         graph=Graph(*map(jnp.asarray, graph)),
         loss_data={name: jnp.asarray(value) for name, value in loss_data.items()},
+        aug_data={name: jnp.asarray(value) for name, value in aug_data.items()},
         propagation=method,
     )
 

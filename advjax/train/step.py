@@ -175,6 +175,7 @@ def augment_inputs(
         key=jax.random.fold_in(batch.key, _AUGMENT_STREAM),
         state=state.aug_state,
         epoch=state.epoch,
+        data=data.aug_data,
     )
 
 
