@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from advjax.augmentations.ncl import AUGMENTATION as NCL
 from advjax.augmentations.sgl import AUGMENTATION as SGL
 from advjax.augmentations.spec import Augmentation
 from advjax.augmentations.xsimgcl import AUGMENTATION as XSIMGCL
 from advjax.losses.spec import Setting
 
-_SPECS = (SGL, XSIMGCL)
+_SPECS = (SGL, NCL, XSIMGCL)
 
 AUGMENTATIONS: dict[str, Augmentation] = {spec.name: spec for spec in _SPECS}
 

@@ -129,6 +129,8 @@ class _RunSettings:
             )
         if self.augment != "none" and self.n_layers < 1:
             raise ConfigError(f"--augment={self.augment} augments LightGCN: needs n_layers >= 1")
+        if self.augment == "ncl" and self.n_layers < 2:
+            raise ConfigError("--augment=ncl contrasts layer 2 with layer 0: needs n_layers >= 2")
         if self.augment == "xsimgcl" and self.xsimgcl_layer_cl > self.n_layers:
             raise ConfigError(
                 f"xsimgcl_layer_cl {self.xsimgcl_layer_cl} exceeds n_layers {self.n_layers}"
