@@ -2,9 +2,10 @@
 
 Two contrastive terms beside the recommendation loss, both from --ncl_start_epoch on:
   structural: a node's embedding at layer 2 (its even-layer, same-type neighbourhood)
-    against every node of its type at layer 0, its own layer-0 embedding the positive;
-    over the batch's users and (weighted --ncl_alpha) its positive items; weight
-    --cl_weight, temperature --cl_tau.
+    against the layer-0 embeddings of the batch's distinct nodes of its type, its own
+    the positive (SPEC §6: the batch's nodes as negatives; the NCL code takes every
+    node of the type); over the batch's users and (weighted --ncl_alpha) its positive
+    items; weight --cl_weight, temperature --cl_tau.
   prototype: a node's layer-0 embedding against the centroids of a k-means of its
     type's layer-0 embeddings (re-fitted when each CF epoch starts, in JAX:
     advjax.models.kmeans; --ncl_clusters, capped at the number of nodes), its own
@@ -17,7 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from advjax.augmentations.contrastive import CL_SETTINGS, target_infonce
+from advjax.augmentations.contrastive import CL_SETTINGS, nodes_infonce, target_infonce
 from advjax.augmentations.spec import Augmentation, AugmentInputs, AugmentOutput, EpochInputs
 from advjax.losses.spec import Setting, non_negative, positive
 from advjax.models.kmeans import effective_clusters, kmeans
@@ -61,9 +62,9 @@ def forward(cfg, inputs: AugmentInputs) -> AugmentOutput:
     final = sum(layers) / len(layers)
     ego, context = layers[0], layers[2]
     users, items = inputs.users, inputs.pos
-    structural = target_infonce(context[:n_users][users], ego[:n_users], users, cfg.cl_tau)
-    structural = structural + cfg.ncl_alpha * target_infonce(
-        context[n_users:][items], ego[n_users:], items, cfg.cl_tau
+    structural = nodes_infonce(context[:n_users], ego[:n_users], users, cfg.cl_tau)
+    structural = structural + cfg.ncl_alpha * nodes_infonce(
+        context[n_users:], ego[n_users:], items, cfg.cl_tau
     )
     state = inputs.state
     prototype = target_infonce(

@@ -77,6 +77,7 @@ def test_views_differ_between_views_and_epochs_and_drop_the_share(coat):
 
 def test_short_run_trains_with_one_trace(coat):
     cfg = TrainConfig(n_layers=2, loss="infonce", augment="sgl", max_epochs=10, eval_every=5)
+    chex.clear_trace_counter()  # the epochs' code is shared by every test's run
     run = setup_run(cfg, coat, trace_hook=chex.assert_max_traces(n=1))
     state = run.state
     for _ in range(3):

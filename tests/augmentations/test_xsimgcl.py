@@ -71,6 +71,7 @@ def test_noise_moves_the_step_and_depends_on_the_key(coat):
 def test_short_run_trains_with_one_trace_and_logs_the_term(coat):
     cfg = TrainConfig(n_layers=2, loss="infonce", augment="xsimgcl", max_epochs=10,
                       eval_every=5)  # fmt: skip
+    chex.clear_trace_counter()  # the epochs' code is shared by every test's run
     run = setup_run(cfg, coat, trace_hook=chex.assert_max_traces(n=1))
     state = run.state
     for _ in range(3):

@@ -113,6 +113,7 @@ def test_runs_differing_in_settings_agree_with_each_alone(coat, base, variants):
 
 def test_one_trace_per_epoch_function(coat):
     cfgs = [TrainConfig(**_SHORT, loss="adv_infonce", n_layers=2, seed=s) for s in _SEEDS]
+    chex.clear_trace_counter()  # the epochs' code is shared by every test's run
     runs = setup_runs(cfgs, coat, trace_hook=chex.assert_max_traces(n=1))
     epochs = make_batched_epochs(runs[0].fns, "map")
     states, data = stack([run.state for run in runs]), runs[0].train_data
