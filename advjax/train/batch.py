@@ -52,7 +52,8 @@ HOST_SETTINGS = (
 # Numeric settings that enter only the arithmetic of the epochs (no shape, no branch).
 TRACED_SETTINGS = (
     "tau", "lr", "lr_adv", "l2_reg", "ccl_margin", "ccl_neg_weight", "bc_tau_bias",
-    "adap_tau_beta",
+    "adap_tau_beta", "cl_weight", "cl_tau", "sgl_drop_rate", "xsimgcl_eps",
+    "ncl_proto_weight", "ncl_alpha",
 )  # fmt: skip
 
 

@@ -101,8 +101,17 @@ def test_vmap_agrees_with_each_seed_alone(coat):
             dict(loss="adv_infonce", n_layers=2),
             [dict(lr_adv=0.05, e_adv=2), dict(kl_radius=0.002), dict(adv_stop="valid")],
         ),
+        (
+            dict(loss="infonce", n_layers=2, augment="xsimgcl"),
+            [dict(cl_weight=0.5), dict(cl_tau=0.3, xsimgcl_eps=0.1)],
+        ),
+        (dict(loss="infonce", n_layers=2, augment="sgl"), [dict(sgl_drop_rate=0.3)]),
+        (
+            dict(loss="infonce", n_layers=2, augment="ncl", ncl_start_epoch=2, ncl_clusters=20),
+            [dict(ncl_proto_weight=0.1, ncl_alpha=0.5)],
+        ),
     ],
-    ids=lambda v: v["loss"] if isinstance(v, dict) else "",
+    ids=lambda v: v.get("augment", v["loss"]) if isinstance(v, dict) else "",
 )
 def test_runs_differing_in_settings_agree_with_each_alone(coat, base, variants):
     """A grid's points in one program: the traced settings are inputs there and
