@@ -14,7 +14,7 @@ from advjax.losses.bc_loss import LOSS as BC_LOSS
 from advjax.losses.bpr import LOSS as BPR
 from advjax.losses.ccl import LOSS as CCL
 from advjax.losses.infonce import LOSS as INFONCE
-from advjax.losses.spec import Loss, Setting
+from advjax.losses.spec import Loss, Setting, merged_settings
 
 _SPECS = (BPR, INFONCE, ADV_INFONCE, CCL, BC_LOSS, ADAP_TAU)
 
@@ -28,13 +28,4 @@ def get_loss(name: str) -> Loss:
 
 def all_settings() -> tuple[Setting, ...]:
     """Every registered loss's settings, each name once (shared names must agree)."""
-    settings: dict[str, Setting] = {}
-    for spec in _SPECS:
-        for setting in spec.settings:
-            known = settings.setdefault(setting.name, setting)
-            if known.default != setting.default:
-                raise ValueError(
-                    f"losses declare setting {setting.name!r} with different defaults "
-                    f"({known.default!r}, {setting.default!r})"
-                )
-    return tuple(settings.values())
+    return merged_settings(_SPECS, "losses")

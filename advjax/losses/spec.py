@@ -49,6 +49,22 @@ class Setting:
     check: Callable[[Any], str | None] = lambda value: None
 
 
+def merged_settings(specs, kind: str) -> tuple[Setting, ...]:
+    """Every spec's settings, each name once: specs that share a setting (CCL's and the
+    augmentations' own) must declare it with one default. `kind` names them in the
+    error ("losses")."""
+    settings: dict[str, Setting] = {}
+    for spec in specs:
+        for setting in spec.settings:
+            known = settings.setdefault(setting.name, setting)
+            if known.default != setting.default:
+                raise ValueError(
+                    f"{kind} declare setting {setting.name!r} with different defaults "
+                    f"({known.default!r}, {setting.default!r})"
+                )
+    return tuple(settings.values())
+
+
 def positive(value) -> str | None:
     """Setting.check: the value must be > 0."""
     return None if value > 0 else "must be > 0"

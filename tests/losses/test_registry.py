@@ -74,3 +74,17 @@ def test_a_new_loss_needs_only_a_spec_and_a_registry_entry(monkeypatch):
     assert results["test_ood"]["recall@20"] > 0.14
     assert any("MF + toy_gap" in line for line in lines)
     assert any(line.startswith("epoch   30") for line in lines)
+
+
+def test_shared_settings_must_agree_on_their_default():
+    from advjax.augmentations.registry import AUGMENTATIONS, augmentation_settings
+    from advjax.losses.spec import Setting, merged_settings
+
+    a = Loss("a", value=None, settings=(Setting("w", 1.0, "w"),))
+    b = Loss("b", value=None, settings=(Setting("w", 1.0, "w"), Setting("v", 2, "v")))
+    assert [s.name for s in merged_settings((a, b), "losses")] == ["w", "v"]
+    c = dataclasses.replace(b, settings=(Setting("w", 3.0, "w"),))
+    with pytest.raises(ValueError, match="augmentations declare setting 'w' with different"):
+        merged_settings((a, c), "augmentations")
+    names = [s.name for s in augmentation_settings()]
+    assert names.count("cl_weight") == 1 and len(AUGMENTATIONS) == 3
