@@ -147,8 +147,15 @@ def cf_step_terms(
     n_edges: int,
     adversarial: bool,
     hardness_dim: int | None = None,
+    augment: str = "none",
 ) -> dict[str, Cost]:
-    """Named cost terms of one CF step (see the module docstring)."""
+    """Named cost terms of one CF step (see the module docstring).
+
+    `augment` (--augment): SGL adds its two views' full propagations, forward and
+    backward ("views"); XSimGCL and NCL propagate every node layer by layer instead of
+    the rows path. Their contrastive products (distinct batch nodes squared) and NCL's
+    k-means (once per epoch) are left out: small beside the propagations here.
+    """
     hardness_dim = dim if hardness_dim is None else hardness_dim
     terms = {
         "scores": 3 * (score_cost(batch, n_items, n_neg, dim) + score_cost(batch, n_items, 1, dim))
@@ -159,6 +166,10 @@ def cf_step_terms(
         full = propagation_cost(n_edges, n_users + n_items, dim, n_layers, passes=2)
         rows = rows_propagation_cost(n_edges // 2, n_items, dim, n_layers, passes=2)
         terms["propagation"] = min(full, rows, key=_seconds_guess)
+        if augment in ("xsimgcl", "ncl"):
+            terms["propagation"] = full
+        if augment == "sgl":
+            terms["views"] = propagation_cost(n_edges, n_users + n_items, dim, n_layers, passes=4)
     terms["adam"] = adam_cost((n_users + n_items) * dim)
     return terms
 

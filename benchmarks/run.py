@@ -88,6 +88,8 @@ DATASETS = {
 }
 BACKBONES = {"mf": 0, "lightgcn": 2}
 LOSSES = ("infonce", "adv_infonce")
+# LightGCN + InfoNCE with each augmentation (--augment): Table 9's other rows.
+AUGMENTED = ("infonce+sgl", "infonce+ncl", "infonce+xsimgcl")
 QUICK_CELLS = ("yahoo/mf/adv_infonce", "yahoo/lightgcn/adv_infonce")
 QUICK_MAX_BATCHES = 24
 QUICK_TIMED_EPOCHS = 2
@@ -123,7 +125,8 @@ FLAGS = flags.FLAGS
 
 
 def all_cells() -> list[str]:
-    return [f"{d}/{b}/{loss}" for d in DATASETS for b in BACKBONES for loss in LOSSES]
+    plain = [f"{d}/{b}/{loss}" for d in DATASETS for b in BACKBONES for loss in LOSSES]
+    return plain + [f"{d}/lightgcn/{loss}" for d in DATASETS for loss in AUGMENTED]
 
 
 def select_cells(patterns: list[str], quick: bool) -> list[str]:
@@ -189,7 +192,8 @@ def bench_cell(
 
     Args:
       data: the loaded split.
-      dataset, backbone, loss: the cell; backbone "mf" or "lightgcn" (2 layers).
+      dataset, backbone, loss: the cell; backbone "mf" or "lightgcn" (2 layers); loss
+        "infonce", "adv_infonce", or "infonce+AUG" with an augmentation (--augment).
       batch_size, n_neg, tau: training settings.
       warmup_epochs: untimed epochs of each pass after compilation.
       timed_epochs: timed epochs of each pass; the medians are reported.
@@ -205,10 +209,13 @@ def bench_cell(
       floor_s and floor_ratio are None without rates.
     """
     n_layers = BACKBONES[backbone]
+    base_loss, _, augment = loss.partition("+")
     cfg = TrainConfig(
         n_layers=n_layers,
         propagation=propagation,
-        loss=loss,
+        loss=base_loss,
+        augment=augment or "none",
+        ncl_start_epoch=0,  # NCL's terms and clusters in every timed epoch
         tau=tau,
         batch_size=batch_size,
         n_neg=n_neg,
@@ -271,6 +278,7 @@ def bench_cell(
         n_layers=n_layers,
         n_edges=n_edges,
         adversarial=cfg.trains_adversary,
+        augment=cfg.augment,
     )
     cf_cost = floor.total(cf_terms) * n_batches
     record = {

@@ -134,3 +134,19 @@ def test_batch_benchmark_compares_seeds_and_tabulates():
     assert row["state_mb_per_run"] == 1.0
     text = batch.table([row])
     assert "| 3.0 s (1.50x) |" in text and "1/2 (max diff 5.0e-04)" in text
+
+
+def test_augmented_cells_cost_their_propagations():
+    sizes = dict(n_users=3, n_items=5, batch=2, n_neg=4, dim=8, n_layers=2, n_edges=10,
+                 adversarial=False)  # fmt: skip
+    plain = floor.cf_step_terms(**sizes)
+    full = floor.propagation_cost(10, 8, 8, 2, passes=2)
+    assert floor.cf_step_terms(**sizes, augment="sgl") == {**plain, "views": 2 * full}
+    for augment in ("ncl", "xsimgcl"):
+        assert floor.cf_step_terms(**sizes, augment=augment) == {**plain, "propagation": full}
+    data = load_dataset("coat")
+    record = bench_cell(data, dataset="coat", backbone="lightgcn", loss="infonce+sgl",
+                        batch_size=1024, n_neg=64, tau=0.75, warmup_epochs=1, timed_epochs=1,
+                        rates=SLOW_RATES, log=lambda line: None)  # fmt: skip
+    assert record["loss"] == "infonce+sgl" and record["epoch_s"] > 0
+    assert "views" in record["cf_step_terms"] and math.isfinite(record["floor_ratio"])
