@@ -16,6 +16,10 @@ NEGATIVE_MODES = ("fresh", "frozen")
 ADV_STOPS = ("budget", "valid")
 
 
+# The flags the registered losses and augmentations declare (each adds its own).
+_DECLARED_SETTINGS = (*all_settings(), *augmentation_settings())
+
+
 def _setting(default, help_text: str):
     """A config field with its flag help text."""
     return dataclasses.field(default=default, metadata={"help": help_text})
@@ -168,7 +172,7 @@ class _RunSettings:
             raise ConfigError(f"ks must be positive cut-offs, got {self.ks}")
         if 20 not in self.ks:
             raise ConfigError("ks must include 20: early stopping watches valid Recall@20")
-        for setting in (*all_settings(), *augmentation_settings()):
+        for setting in _DECLARED_SETTINGS:
             problem = setting.check(getattr(self, setting.name))
             if problem:
                 raise ConfigError(f"{setting.name} {problem}, got {getattr(self, setting.name)!r}")
@@ -200,7 +204,7 @@ TrainConfig = dataclasses.make_dataclass(
     "TrainConfig",
     [
         (s.name, type(s.default), dataclasses.field(default=s.default, metadata={"help": s.help}))
-        for s in (*all_settings(), *augmentation_settings())
+        for s in _DECLARED_SETTINGS
     ],
     bases=(_RunSettings,),
     frozen=True,

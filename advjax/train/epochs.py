@@ -98,9 +98,7 @@ def make_epoch_fns(
     def embed(cf_params, data: TrainData):
         return lightgcn_embed(cf_params, data.graph, n_layers=cfg.n_layers, method=data.propagation)
 
-    def scan_batches(
-        cfg: TrainConfig, step, state: TrainState, data: TrainData, epoch_key, with_keys: bool
-    ):
+    def scan_batches(step, state: TrainState, data: TrainData, epoch_key, with_keys: bool):
         """Scans `step(state, batch)` over the epoch's batches drawn from `epoch_key`."""
         users_all, pos_all = epoch_positives(
             jax.random.fold_in(epoch_key, _POSITIVES),
@@ -149,7 +147,7 @@ def make_epoch_fns(
             )
             state = state.replace(aug_state=augment.epoch_start(cfg, state.aug_state, view))
         state, stats = scan_batches(
-            cfg, lambda s, batch: cf_step(cfg, s, data, batch), state, data, epoch_key, True
+            lambda s, batch: cf_step(cfg, s, data, batch), state, data, epoch_key, True
         )
         return state.replace(epoch=state.epoch + 1), stats
 
@@ -160,7 +158,7 @@ def make_epoch_fns(
         user_emb, item_emb = embed(cf_params, data)
         frozen = FrozenTables(cf_params, l2_normalize(user_emb), l2_normalize(item_emb))
         state, stats = scan_batches(
-            cfg, lambda s, batch: adversary_step(cfg, s, data, batch, frozen),
+            lambda s, batch: adversary_step(cfg, s, data, batch, frozen),
             state, data, epoch_key, False,
         )  # fmt: skip
         return state.replace(adv_epochs=state.adv_epochs + 1), stats

@@ -214,9 +214,8 @@ class _OneRun:
 class _StackedRuns:
     """Runs stacked on a leading axis, trained by one program (advjax/train/batch.py)."""
 
-    def __init__(self, runs: list[RunSetup], states: list, batching: str):
-        cfgs = [run.cfg for run in runs]
-        self.settings = traced_values(cfgs, check_batchable(cfgs))
+    def __init__(self, runs: list[RunSetup], states: list, batching: str, traced: tuple):
+        self.settings = traced_values([run.cfg for run in runs], traced)
         self.epochs = make_batched_epochs(runs[0].fns, batching)
         self.data, self.state = runs[0].train_data, stack(states)
 
@@ -250,8 +249,8 @@ def train_runs_events(
     """Trains runs with early stopping on valid Recall@20, yielding (run index, event).
 
     Args:
-      cfgs: the runs' settings; more than one must differ only in their seed, and
-        train in one program (advjax/train/batch.py).
+      cfgs: the runs' settings; more than one train in one program and may differ
+        only in what it can vary (advjax/train/batch.py, check_batchable).
       workdirs: each run's workdir (or None), as train_and_evaluate's.
       data, restart, max_to_keep: as train_and_evaluate.
       batching: how one program trains several runs: "map" or "vmap"; None for a
@@ -265,8 +264,9 @@ def train_runs_events(
         raise ValueError(f"{len(cfgs)} configurations but {len(workdirs)} workdirs")
     if batching is None and len(cfgs) != 1:
         raise ValueError("several runs need batching='map' or 'vmap'")
+    traced = ()
     if len(cfgs) > 1:
-        check_batchable(cfgs)  # before anything is loaded or compiled
+        traced = check_batchable(cfgs)  # before anything is loaded or compiled
         runs = setup_runs(list(cfgs), data)
     else:
         runs = [setup_run(cfgs[0], data)]
@@ -280,7 +280,7 @@ def train_runs_events(
     if batching is None:
         runner = _OneRun(runs[0], states[0])
     else:
-        runner = _StackedRuns(runs, states, batching)
+        runner = _StackedRuns(runs, states, batching, traced)
     del states  # the runner owns (and donates) them now
 
     cfg, n_runs = runs[0].cfg, len(runs)
@@ -444,7 +444,8 @@ def train_runs(
     max_to_keep: int = 3,
     batching: str = "map",
 ) -> list[dict]:
-    """train_and_evaluate for runs that differ only in their seed, in one program.
+    """train_and_evaluate for runs trained in one program (their seeds, or what else
+    advjax/train/batch.py lets them vary).
 
     Args:
       cfgs, workdirs: each run's settings and workdir (None writes nothing).

@@ -14,7 +14,7 @@ from advjax.errors import ConfigError
 from advjax.models import lightgcn_rows
 from advjax.models.kmeans import kmeans
 from advjax.models.propagation import propagate_layers
-from advjax.train import TrainConfig, train_and_evaluate
+from advjax.train import TrainConfig
 from advjax.train.setup import setup_run
 from advjax.train.step import Batch, augment_inputs
 
@@ -100,19 +100,6 @@ def test_terms_match_float64_reference_and_wait_for_the_start(coat, method):
         np.testing.assert_allclose(float(out.diagnostics["proto_loss"]), prototype, rtol=1e-4)
         np.testing.assert_allclose(float(out.loss), on * (0.2 * structural + 0.5 * prototype),
                                    rtol=1e-4, atol=1e-9)  # fmt: skip
-
-
-def test_short_run_trains_with_one_trace(coat):
-    cfg = TrainConfig(n_layers=2, loss="infonce", augment="ncl", ncl_start_epoch=1,
-                      ncl_clusters=20, max_epochs=10, eval_every=5)  # fmt: skip
-    chex.clear_trace_counter()  # the epochs' code is shared by every test's run
-    run = setup_run(cfg, coat, trace_hook=chex.assert_max_traces(n=1))
-    state = run.state
-    for _ in range(3):
-        state, stats = run.fns.cf_epoch(state, run.train_data)
-        assert np.isfinite(float(stats["loss"]))
-    assert float(stats["proto_loss"]) > 0
-    assert train_and_evaluate(cfg, None, data=coat, sinks=[])["test_ood"]["recall@20"] > 0.05
 
 
 def test_needs_two_layers():
