@@ -69,3 +69,28 @@ class ScalarLog:
     def close(self) -> None:
         self._jsonl.close()
         self._tb.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    """The per-epoch records of a run's metrics.jsonl (the closing "final" record
+    left out), in file order.
+
+    Raises:
+      WorkdirError: the file is missing or a line is not a JSON object with an epoch.
+    """
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        raise WorkdirError(f"{path}: no such file (the run has not started)")
+    records = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            try:
+                record = json.loads(line)
+                epoch = record["epoch"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise WorkdirError(f"{path}:{number}: not a JSON object with an epoch") from None
+            if not isinstance(epoch, int):
+                raise WorkdirError(f"{path}:{number}: epoch {epoch!r} is not an integer")
+            if not record.get("final"):
+                records.append(record)
+    return records
