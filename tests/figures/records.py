@@ -15,7 +15,8 @@ from experiments.tables import Cell
 def context(tmp_path, seeds=(1, 2, 3)) -> Context:
     """A Context over tmp_path/runs, its flagfiles in tmp_path/configs."""
     os.makedirs(tmp_path / "configs", exist_ok=True)
-    return Context("tiny", "lightgcn", tuple(seeds), str(tmp_path / "runs"), str(tmp_path / "configs"))
+    runs, configs = str(tmp_path / "runs"), str(tmp_path / "configs")
+    return Context("tiny", "lightgcn", tuple(seeds), runs, configs)
 
 
 def write_records(ctx: Context, cell: Cell, seed: int, records: list[dict]) -> None:

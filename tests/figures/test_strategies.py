@@ -30,9 +30,7 @@ def test_rows_are_mean_and_standard_error_over_seeds_and_the_png_decodes(tmp_pat
     stem = draw(strategies.FIGURE, ctx, str(tmp_path / "out"), "python -m experiments.analyze")
     rows = read_csv(stem + ".csv")
     assert {r["method"] for r in rows} == {c.method for c in cells}
-    advinfonce = {
-        (r["metric"], int(r["epoch"])): r for r in rows if r["method"] == "AdvInfoNCE"
-    }
+    advinfonce = {(r["metric"], int(r["epoch"])): r for r in rows if r["method"] == "AdvInfoNCE"}
     assert sorted({e for _, e in advinfonce}) == [5, 10, 15, 20]
     at_10 = [0.3 + 0.1 + 0.001 * s for s in (1, 2, 3)]
     row = advinfonce["test_ood/ndcg@20", 10]
