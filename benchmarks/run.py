@@ -195,23 +195,16 @@ def bench_cell(
       dataset, backbone, loss: the cell; backbone "mf" or "lightgcn" (2 layers); loss
         "infonce", "adv_infonce", or "infonce+AUG" with an augmentation (--augment).
       batch_size, n_neg, tau: training settings.
-      warmup_epochs: untimed epochs of each pass after compilation.
-      timed_epochs: timed epochs of each pass; the medians are reported.
-      max_batches: cap on batches per epoch (0 = whole epochs); FLOPs, bytes and
-        the floor are counted for the epochs actually run.
+      warmup_epochs, timed_epochs, max_batches, rates, log: as bench_config's.
       propagation: TrainConfig.propagation.
       eval_batch_size: users per evaluation batch.
-      rates: measure_rates() output; when given, the floor is added.
-      log: progress lines.
 
     Returns:
-      A record with RECORD_KEYS and details (cost terms per step, batches, settings);
-      floor_s and floor_ratio are None without rates.
+      bench_config's record.
     """
-    n_layers = BACKBONES[backbone]
     base_loss, _, augment = loss.partition("+")
     cfg = TrainConfig(
-        n_layers=n_layers,
+        n_layers=BACKBONES[backbone],
         propagation=propagation,
         loss=base_loss,
         augment=augment or "none",
@@ -221,6 +214,44 @@ def bench_cell(
         n_neg=n_neg,
         eval_batch_size=eval_batch_size,
     )
+    return bench_config(
+        data, cfg, dataset=dataset, backbone=backbone, loss=loss, warmup_epochs=warmup_epochs,
+        timed_epochs=timed_epochs, max_batches=max_batches, rates=rates, log=log,
+    )  # fmt: skip
+
+
+def bench_config(
+    data: SplitData,
+    cfg: TrainConfig,
+    *,
+    dataset: str,
+    backbone: str,
+    loss: str,
+    warmup_epochs: int = 1,
+    timed_epochs: int = 2,
+    max_batches: int = 0,
+    rates: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Times the training passes and evaluators of any configuration (a flagfile's:
+    experiments/figures/cost.py) in this process and returns its record.
+
+    Args:
+      data: the loaded split.
+      cfg: the configuration timed; its batch size, N, tau, layers and loss are used.
+      dataset, backbone, loss: the labels of the record.
+      warmup_epochs: untimed epochs of each pass after compilation.
+      timed_epochs: timed epochs of each pass; the medians are reported.
+      max_batches: cap on batches per epoch (0 = whole epochs); FLOPs, bytes and
+        the floor are counted for the epochs actually run.
+      rates: measure_rates() output; when given, the floor is added.
+      log: progress lines.
+
+    Returns:
+      A record with RECORD_KEYS and details (cost terms per step, batches, settings);
+      floor_s and floor_ratio are None without rates.
+    """
+    n_layers, batch_size, n_neg, tau = cfg.n_layers, cfg.batch_size, cfg.n_neg, cfg.tau
     full_batches = data.train.nnz // batch_size
     # A capped epoch samples n_batches * batch_size slots; the per-step work is the same.
     run = setup_run(cfg, data, max_batches=max_batches)
