@@ -4,8 +4,10 @@ describes what a figure is)."""
 from experiments.figures import (
     adv_epochs,
     align_uniform,
+    case_study,
     cost,
     fn_identification,
+    hardness_popularity,
     n_neg,
     strategies,
 )
@@ -13,7 +15,16 @@ from experiments.figures.base import Context, Figure
 
 FIGURES: dict[str, Figure] = {
     module.FIGURE.name: module.FIGURE
-    for module in (strategies, cost, n_neg, adv_epochs, fn_identification, align_uniform)
+    for module in (
+        strategies,
+        cost,
+        n_neg,
+        adv_epochs,
+        fn_identification,
+        align_uniform,
+        hardness_popularity,
+        case_study,
+    )
 }
 
 __all__ = ["FIGURES", "Context", "Figure"]
