@@ -125,10 +125,10 @@ FIGURE = Figure(
     name="hardness_popularity",
     title="Fig. 2a/4a: AdvInfoNCE's hardness p(j | u, i) per item-popularity group",
     paper=(
-        "Fig. 2a/4a: on Tencent and KuaiRec, AdvInfoNCE's hardness departs from the uniform "
-        "1/N with item popularity: popular negatives get more than 1/N and unpopular ones "
-        "less, which the paper reads as pushing popular items down against popularity bias "
-        "(InfoNCE weights every negative 1/N)."
+        "Fig. 2a/4a: on Tencent and KuaiRec, AdvInfoNCE's learned p(j | u, i) is not flat "
+        "over item popularity as InfoNCE's uniform 1/N is; as we read the figure it leans "
+        "towards popular negatives, which the paper links to its robustness to popularity "
+        "shift (SPEC §7 states the protocol, not the direction)."
     ),
     cells=_cells,
     rows=_rows,

@@ -1,4 +1,4 @@
-"""adv_epochs: the budgets are the flagfile's E with its half and double, the cell at E
+"""adv_epochs: the budgets are the flagfile's E, its quarter, half and double; at E
 is the strategies figure's AdvInfoNCE cell, the CSV's curves and stop marks are the
 synthetic records' (checked by hand), the PNG decodes."""
 
@@ -12,7 +12,7 @@ from experiments.figures import adv_epochs, strategies
 from experiments.figures.base import read_csv
 from tests.figures.records import context, expected_size, png_size, write_records
 
-FLAG_E = 4  # budgets 2, 4, 8
+FLAG_E = 4  # budgets 1, 2, 4, 8
 LAST_EPOCH = {1: 25, 2: 25, 3: 15}  # seed 3 stops early
 
 
@@ -49,9 +49,10 @@ def _records(e_adv: int, seed: int) -> list[dict]:
     return records
 
 
-def test_budgets_are_half_e_and_double():
-    assert adv_epochs.budgets(20) == [10, 20, 40]
-    assert adv_epochs.budgets(3) == [2, 3, 6]
+def test_budgets_are_a_quarter_half_e_and_double():
+    assert adv_epochs.budgets(20) == [5, 10, 20, 40]
+    assert adv_epochs.budgets(13) == [3, 6, 13, 26]
+    assert adv_epochs.budgets(3) == [1, 2, 3, 6]
     assert adv_epochs.budgets(1) == [1, 2]
 
 
@@ -59,11 +60,11 @@ def test_rows_are_the_records_curves_and_stops_and_the_png_decodes(tmp_path):
     ctx = context(tmp_path)
     _write_flagfile(ctx)
     cells = dict(adv_epochs.budget_cells(ctx))
-    assert sorted(cells) == [2, 4, 8]
+    assert sorted(cells) == [1, 2, 4, 8]
     # The flagfile's E shares the strategies figure's run; the others override e_adv.
     assert cells[4] == strategies.strategy_cells(ctx)[3]
     assert dict(cells[2].overrides) == {"log_test": True, "e_adv": 2}
-    assert len({c.name for c in cells.values()}) == 3
+    assert len({c.name for c in cells.values()}) == 4
     for e_adv, cell in cells.items():
         for seed in ctx.seeds:
             write_records(ctx, cell, seed, _records(e_adv, seed))
@@ -92,10 +93,15 @@ def test_rows_are_the_records_curves_and_stops_and_the_png_decodes(tmp_path):
     assert (float(row["mean"]), int(row["seeds"])) == (pytest.approx(np.mean(at_25)), 2)
 
     stops = {(int(r["e_adv"]), r["split"], r["metric"]): r for r in rows if r["kind"] == "adv_stop"}
-    assert len(stops) == 3 * 4
-    # Last passes, seeds 1-3: E 2: 6, 7, 6; E 4: 12, 13, 12; E 8: 24, 25, 15 (seed 3's
+    assert len(stops) == 4 * 4
+    # Last passes, seeds 1-3: E 1: 3, 4, 3; E 2: 6, 7, 6; E 4: 12, 13, 12; E 8: 24, 25, 15 (seed 3's
     # run ends after 5 passes: its budget is not spent).
-    for e_adv, last, at, spent in ((2, 19 / 3, 10, 3), (4, 37 / 3, 15, 3), (8, 64 / 3, 25, 2)):
+    for e_adv, last, at, spent in (
+        (1, 10 / 3, 5, 3),
+        (2, 19 / 3, 10, 3),
+        (4, 37 / 3, 15, 3),
+        (8, 64 / 3, 25, 2),
+    ):
         for split in ("valid", "test_ood"):
             row = stops[e_adv, split, "ndcg@20"]
             curve_row = curves[e_adv, split, "ndcg@20", at]
