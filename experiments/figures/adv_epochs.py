@@ -8,9 +8,10 @@ The budgets are the AdvInfoNCE flagfile's E, its quarter, half and double,
 sorted({max(1, round(E / 4)), max(1, round(E / 2)), E, 2E}): the smaller two end
 adversarial training well inside a run, the larger two show whether the run stops
 before its budget is spent (on Coat, E = 20 with T_adv = 15 needs 300 epochs; early
-stopping ends most runs first, so the E and 2E curves coincide up to the stop). The cell at E is exactly the strategies
-figure's AdvInfoNCE cell (no e_adv override) and shares its runs; the others add
-("e_adv", b). All log their test curves.
+stopping ends most runs first, so the E and 2E curves coincide up to the stop; budgets
+above E are drawn dashed). The cell at E is exactly the strategies figure's AdvInfoNCE
+cell (no e_adv override) and shares its runs; the others add ("e_adv", b). All log
+their test curves.
 
 CSV columns: kind, e_adv, split, metric, epoch, mean, se, seeds, value_epoch,
 budget_spent.
@@ -127,6 +128,12 @@ def _colours(e_advs: list[int], flag_e: int) -> dict[int, str]:
     return {e: COLOURS["AdvInfoNCE"] if e == flag_e else next(others) for e in e_advs}
 
 
+def _style(e_adv: int, flag_e: int) -> str:
+    """Budgets above the flagfile's dashed: a run that stops before spending E_adv
+    trains the same as at E, and the dashes let the curve beneath show."""
+    return "--" if e_adv > flag_e else "-"
+
+
 def _by_rows(rows: list[list[Line2D]]) -> list[Line2D]:
     """Legend handles in the column-major order fig.legend fills, so that each list
     fills one row (blank entries pad the shorter ones)."""
@@ -149,7 +156,9 @@ def _plot(rows: list[dict], ctx: Context, path: str) -> None:
             for e_adv, colour in colours.items():
                 points = panels.get((split, metric, "curve", e_adv), [])
                 if points:
-                    draw_band(ax, points, colour, f"E_adv = {e_adv}")
+                    draw_band(
+                        ax, points, colour, f"E_adv = {e_adv}", linestyle=_style(e_adv, flag_e)
+                    )
                 for stop in panels.get((split, metric, "adv_stop", e_adv), []):
                     spent = stop["budget_spent"] == stop["seeds"]
                     hollow |= not spent
@@ -167,7 +176,7 @@ def _plot(rows: list[dict], ctx: Context, path: str) -> None:
             ax.set_ylabel(metric_label(f"{split}/{metric}"))
             ax.grid(alpha=0.3)
     lines = [
-        Line2D([], [], color=c, linewidth=1.5,
+        Line2D([], [], color=c, linewidth=1.5, linestyle=_style(e, flag_e),
                label=f"E_adv = {e}" + (" (flagfile)" if e == flag_e else ""))
         for e, c in colours.items()
     ]  # fmt: skip
