@@ -1,4 +1,4 @@
-"""What the curve figures (adv_epochs, fn_identification, align_uniform) share: a
+"""What the curve figures (strategies, adv_epochs, fn_identification, align_uniform) share: a
 seed-averaged curve of one cell, a mean line with its ±SE band, and 2-D panel grids."""
 
 from __future__ import annotations

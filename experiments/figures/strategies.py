@@ -3,7 +3,6 @@ InfoNCE-Rand, AdvInfoNCE-Reverse and AdvInfoNCE, mean ± standard error over see
 
 from __future__ import annotations
 
-from advjax.analysis import curve, mean_over_seeds
 from experiments.figures.base import (
     COLOURS,
     Context,
@@ -14,6 +13,7 @@ from experiments.figures.base import (
     new_figure,
     save_png,
 )
+from experiments.figures.curves_common import draw_band, mean_curve, seed_records
 from experiments.tables import Cell
 
 METRICS = ("ndcg@20", "recall@20")
@@ -33,20 +33,14 @@ def strategy_cells(ctx: Context) -> list[Cell]:
 
 def curve_rows(ctx: Context, cells: list[Cell], metrics: tuple[str, ...]) -> list[dict]:
     """Per cell and held-out metric (its test_ood split where the run has one), one row
-    per epoch: the mean and standard error over ctx.seeds (advjax.analysis)."""
+    per epoch: the mean and standard error over ctx.seeds (curves_common.mean_curve)."""
     rows = []
     for cell in cells:
-        records = [ctx.records(cell, seed) for seed in ctx.seeds]
+        records = seed_records(ctx, cell)
         split = heldout_split(records[0])
         for metric in metrics:
             key = metric if "/" in metric else f"{split}/{metric}"
-            stats = mean_over_seeds([curve(r, key) for r in records])
-            for k, epoch in enumerate(stats["epoch"].tolist()):
-                rows.append({
-                    "method": cell.method, "metric": key, "epoch": epoch,
-                    "mean": float(stats["mean"][k]), "se": float(stats["se"][k]),
-                    "seeds": int(stats["n"][k]),
-                })  # fmt: skip
+            rows += [{"method": cell.method, "metric": key, **p} for p in mean_curve(records, key)]
     return rows
 
 
@@ -56,13 +50,7 @@ def plot_curves(rows: list[dict], path: str, title: str) -> None:
     fig, axes = new_figure(4.4 * len(by_metric), 3.6, ncols=len(by_metric))
     for ax, ((metric,), metric_rows) in zip(axes, by_metric.items(), strict=True):
         for (method,), points in group_rows(metric_rows, "method").items():
-            epochs = [p["epoch"] for p in points]
-            mean = [p["mean"] for p in points]
-            low = [p["mean"] - (p["se"] if p["se"] == p["se"] else 0.0) for p in points]
-            high = [p["mean"] + (p["se"] if p["se"] == p["se"] else 0.0) for p in points]
-            colour = COLOURS.get(method)
-            ax.plot(epochs, mean, label=method, color=colour, linewidth=1.5)
-            ax.fill_between(epochs, low, high, color=colour, alpha=0.2, linewidth=0)
+            draw_band(ax, points, COLOURS.get(method), method)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric_label(metric))
         ax.grid(alpha=0.3)
