@@ -32,14 +32,20 @@ from experiments.figures.base import write_csv
 from experiments.reproduce import finished_run, run_cell_seeds
 from experiments.tables import Cell
 
-flags.DEFINE_string(
-    "figure", "", f"Figure(s) to draw, comma-separated, or 'all': {', '.join(FIGURES)}."
-)
-flags.DEFINE_enum("backbone", "lightgcn", ["lightgcn", "mf"], "The figures' backbone.")
-flags.DEFINE_string("out", "results/figures", "Where NAME_DATASET.png/.csv/.json go.")
-flags.DEFINE_string("configs", "experiments/configs", "Directory of the flagfiles.")
 FLAGS = flags.FLAGS
-FLAGS.set_default("runs", "runs/analyze")
+
+
+def define_flags() -> None:
+    """analyze's own flags, defined only when it runs as a program: --out is also
+    experiments.search's, and --runs' default here must not change reproduce's in a
+    process that imports both (the tests)."""
+    flags.DEFINE_string(
+        "figure", "", f"Figure(s) to draw, comma-separated, or 'all': {', '.join(FIGURES)}."
+    )
+    flags.DEFINE_enum("backbone", "lightgcn", ["lightgcn", "mf"], "The figures' backbone.")
+    flags.DEFINE_string("out", "results/figures", "Where NAME_DATASET.png/.csv/.json go.")
+    flags.DEFINE_string("configs", "experiments/configs", "Directory of the flagfiles.")
+    FLAGS.set_default("runs", "runs/analyze")
 
 
 def selected_figures(text: str) -> list[Figure]:
@@ -146,4 +152,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run_main(main)
