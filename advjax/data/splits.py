@@ -354,7 +354,8 @@ def load_dataset(
     """Loads a split directory, or a dataset embedded in the package.
 
     Args:
-      dataset: name of an embedded dataset (only "coat"); ignored when data_dir is set.
+      dataset: name of an embedded dataset ("coat", or "coat_rebuilt" from
+        data_prep.coat); ignored when data_dir is set.
       data_dir: a split directory to load instead, named after its base name.
       n_users, n_items, train_file, warn: as in :func:`load_split_dir`.
 

@@ -36,7 +36,9 @@ class _RunSettings:
     """
 
     dataset: str = _setting(
-        "coat", "Embedded dataset, used when --data_dir is empty (only 'coat' ships)."
+        "coat",
+        "Embedded dataset, used when --data_dir is empty: 'coat' (the paper's split) or "
+        "'coat_rebuilt' (Coat without that split's 11 leaked test pairs).",
     )
     data_dir: str = _setting(
         "",
