@@ -13,28 +13,13 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from absl import app, flags
-
-from advjax.errors import AdvjaxError
-
-FLAGS = flags.FLAGS
+from advjax.cli_base import run_guarded
 
 
 def fail(err: object, status: int = 1) -> NoReturn:
     """Prints ``error: err`` on stderr and exits with `status`."""
     print(f"error: {err}", file=sys.stderr, flush=True)
     sys.exit(status)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, with a bad flag or a stray argument reported on one line (exit 2)."""
-    try:
-        rest = FLAGS(argv)
-    except flags.Error as err:
-        fail(err, status=2)
-    if len(rest) > 1:
-        fail(f"unexpected arguments: {' '.join(rest[1:])}", status=2)
-    return rest
 
 
 def command_line(module: str, args: list[str] | None = None) -> str:
@@ -44,12 +29,5 @@ def command_line(module: str, args: list[str] | None = None) -> str:
 
 
 def run_main(main: Callable[[list[str]], None]) -> None:
-    """Runs ``main(argv)`` as a CLI; an AdvjaxError or OSError ends it through `fail`."""
-
-    def guarded(argv: list[str]) -> None:
-        try:
-            main(argv)
-        except (AdvjaxError, OSError) as err:
-            fail(err)
-
-    app.run(guarded, flags_parser=parse_flags)
+    """Runs ``main(argv)`` as a CLI (advjax/cli_base.py); errors end it through `fail`."""
+    run_guarded(main, fail)

@@ -136,7 +136,7 @@ def draw(figure: Figure, ctx: Context, out: str, command: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    del argv  # cli.parse_flags refuses stray arguments
+    del argv  # cli_base.parse_flags refuses stray arguments
     figures = selected_figures(FLAGS.figure)
     if FLAGS.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {FLAGS.seeds}")

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import NoReturn
 
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 
-from advjax.errors import AdvjaxError
+from advjax.cli_base import run_guarded
 from advjax.train.batch import RUN_BATCHING
 
 flags.DEFINE_string(
@@ -51,18 +51,6 @@ def fail(err: object, status: int = 1) -> NoReturn:
     os._exit(status)
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, with a bad flag, flagfile or stray argument reported on one line
-    (exit 2)."""
-    try:
-        rest = FLAGS(argv)
-    except flags.Error as err:
-        fail(err, status=2)
-    if len(rest) > 1:
-        fail(f"unexpected arguments: {' '.join(rest[1:])}", status=2)
-    return rest
-
-
 def use_compilation_cache(path: str) -> None:
     """Persistent XLA compilation cache in `path` (empty: none)."""
     if path:
@@ -71,16 +59,12 @@ def use_compilation_cache(path: str) -> None:
 
 
 def run_main(main: Callable[[list[str]], None]) -> None:
-    """Runs `main(argv)` as a CLI: flags parsed by `parse_flags`, library logging at
-    warnings only (progress goes to stdout), the --compilation_cache in use, and an
-    AdvjaxError or OSError ending the process through `fail`."""
+    """Runs `main(argv)` as a CLI (advjax/cli_base.py): library logging at warnings only
+    (progress goes to stdout), the --compilation_cache in use, and an AdvjaxError or
+    OSError ending the process through `fail`."""
 
-    def guarded(argv: list[str]) -> None:
+    def setup() -> None:
         logging.set_verbosity(logging.WARNING)
         use_compilation_cache(FLAGS.compilation_cache)
-        try:
-            main(argv)
-        except (AdvjaxError, OSError) as err:
-            fail(err)
 
-    app.run(guarded, flags_parser=parse_flags)
+    run_guarded(main, fail, setup)

@@ -165,7 +165,7 @@ def default_workdir(cfg: TrainConfig) -> str:
 
 
 def main(argv: list[str]) -> None:
-    del argv  # cli.parse_flags refuses stray arguments
+    del argv  # cli_base.parse_flags refuses stray arguments
     print(
         f"JAX {jax.__version__}; platform {jax.default_backend()}; devices {jax.devices()}",
         flush=True,

@@ -173,7 +173,7 @@ def search(
 
 
 def main(argv: list[str]) -> None:
-    del argv  # cli.parse_flags refuses stray arguments
+    del argv  # cli_base.parse_flags refuses stray arguments
     points = parse_grid(FLAGS.grid)
     if not points:
         raise ConfigError("--grid is empty")

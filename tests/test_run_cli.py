@@ -1,27 +1,14 @@
 """experiments.run as a user runs it: a subprocess, its exit code and what it prints."""
 
 import json
-import pathlib
-import subprocess
-import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _cli(module, *args, cwd=REPO):
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from tests.helpers import REPO, run_module
 
 
 def _run(*args, cwd=REPO):
-    return _cli("experiments.run", *args, cwd=cwd)
+    return run_module("experiments.run", *args, cwd=cwd)
 
 
 def _assert_one_line_error(proc, *fragments):
@@ -45,10 +32,10 @@ def test_missing_data_dir(tmp_path):
 )
 def test_every_cli_exits_the_same_way(tmp_path, module):
     # Exit 2 and one line for a flag error (unknown flag, stray argument) ...
-    proc = _cli(module, "--lernrate=3")
+    proc = run_module(module, "--lernrate=3")
     _assert_one_line_error(proc, "lernrate")
     assert proc.returncode == 2
-    proc = _cli(module, "stray")
+    proc = run_module(module, "stray")
     _assert_one_line_error(proc, "unexpected arguments: stray")
     assert proc.returncode == 2
     # ... exit 1 and one line for a setting the run cannot use.
@@ -59,7 +46,7 @@ def test_every_cli_exits_the_same_way(tmp_path, module):
         "experiments.reproduce": (["--table=nope"], "--table must be one of"),
     }
     args, fragment = bad_setting[module]
-    proc = _cli(module, *args, "--compilation_cache=")
+    proc = run_module(module, *args, "--compilation_cache=")
     _assert_one_line_error(proc, fragment)
     assert proc.returncode == 1
     assert len(proc.stderr.splitlines()) == 1, proc.stderr

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ from advjax.errors import ConfigError
 from advjax.files import write_atomically
 from advjax.train import TrainConfig
 from experiments import search
-from tests.test_run_cli import REPO
+from tests.helpers import run_module
 
 
 def test_parse_grid_types_values_by_field():
@@ -99,16 +97,12 @@ def test_damaged_record_is_a_one_line_error(tmp_path, text, message):
 
 def test_cli_prints_flag_lines(tmp_path):
     out = tmp_path / "s.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.search", "--loss=infonce", "--max_epochs=2",
-         "--eval_every=2", "--grid=tau=0.3", f"--out={out}", "--compilation_cache="],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+    proc = run_module(
+        "experiments.search", "--loss=infonce", "--max_epochs=2", "--eval_every=2",
+        "--grid=tau=0.3", f"--out={out}", "--compilation_cache=",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "--tau=0.3" in proc.stdout.splitlines()
     assert json.loads(out.read_text())["best"]["point"] == {"tau": 0.3}
-    bad = subprocess.run(
-        [sys.executable, "-m", "experiments.search", "--grid=nope=1"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    bad = run_module("experiments.search", "--grid=nope=1")
     assert bad.returncode == 1 and bad.stderr.strip() == "error: --grid: unknown setting 'nope'"

@@ -3,18 +3,13 @@ Coat in ../shared/data (skipped where absent) and the embedded coat_rebuilt."""
 
 from __future__ import annotations
 
-import pathlib
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 from advjax.data import load_dataset, load_split_dir
 from data_prep import coat, raw
-from tests.helpers import SHARED_DATA
+from tests.helpers import REPO, SHARED_DATA, run_module
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 RAW = SHARED_DATA / "coat_raw"
 
 
@@ -65,12 +60,9 @@ def test_rebuild_matches_shipped_coat_except_the_leak(tmp_path):
     if not (RAW / "train.ascii").is_file() or not (SHARED_DATA / "coat").is_dir():
         pytest.skip(f"{RAW} or {SHARED_DATA / 'coat'} not present")
     out, report = tmp_path / "coat_rebuilt", tmp_path / "report.md"
-    proc = subprocess.run(
-        [
-            sys.executable, "-m", "data_prep.coat", f"--raw={RAW}", f"--out={out}",
-            f"--compare={SHARED_DATA / 'coat'}", f"--report={report}",
-        ],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+    proc = run_module(
+        "data_prep.coat", f"--raw={RAW}", f"--out={out}",
+        f"--compare={SHARED_DATA / 'coat'}", f"--report={report}",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     ours = load_split_dir(out, warn=lambda line: None)
@@ -109,10 +101,7 @@ def test_embedded_coat_rebuilt_loads_by_name():
 
 def test_cli_errors(tmp_path):
     def run(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "data_prep.coat", *args],
-            cwd=REPO, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        return run_module("data_prep.coat", *args, timeout=120)
 
     proc = run(f"--raw={tmp_path}", f"--out={tmp_path / 'o'}")
     assert proc.returncode == 1 and "train.ascii: no such file" in proc.stderr

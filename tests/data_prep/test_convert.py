@@ -8,7 +8,6 @@ import json
 import pathlib
 import re
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,8 +16,7 @@ from advjax.data import load_split_dir
 from advjax.errors import ConfigError, DataError
 from data_prep import convert, interactions, raw
 from data_prep.interactions import TEST, TRAIN, VALID
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from tests.helpers import run_module
 
 
 def _write(tmp_path: pathlib.Path, name: str, text: str, *, gz: bool = False) -> pathlib.Path:
@@ -29,13 +27,7 @@ def _write(tmp_path: pathlib.Path, name: str, text: str, *, gz: bool = False) ->
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "data_prep.convert", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_module("data_prep.convert", *args, timeout=120)
 
 
 def _ratings_csv(n_users: int = 12, n_items: int = 9, seed: int = 0) -> str:
@@ -241,16 +233,11 @@ def test_convert_reports_duplicates_and_options_needing_columns():
 def test_cli_csv_writes_a_loadable_split(tmp_path):
     src = _write(tmp_path, "ratings.csv.gz", _ratings_csv().replace("\n", "\r\n"), gz=True)
     out = tmp_path / "split"
-    proc = _run(
-        f"--input={src}",
-        "--format=csv",
-        "--rating_col=rating",
-        "--time_col=ts",
-        "--min_rating=3",
-        "--k_core=2",
-        "--seed=3",
-        f"--out={out}",
-    )
+    args = (
+        f"--input={src}", "--format=csv", "--rating_col=rating", "--time_col=ts",
+        "--min_rating=3", "--k_core=2", "--seed=3",
+    )  # fmt: skip
+    proc = _run(*args, f"--out={out}")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "SPLIT.md",
@@ -270,16 +257,7 @@ def test_cli_csv_writes_a_loadable_split(tmp_path):
     assert "--seed=3" in md and "| train.txt |" in md and "rating < 3" in md
     # Same command, same files.
     again = tmp_path / "again"
-    _run(
-        f"--input={src}",
-        "--format=csv",
-        "--rating_col=rating",
-        "--time_col=ts",
-        "--min_rating=3",
-        "--k_core=2",
-        "--seed=3",
-        f"--out={again}",
-    )
+    assert _run(*args, f"--out={again}").returncode == 0
     for name in ("train.txt", "valid.txt", "test.txt", "ids.json"):
         assert (out / name).read_bytes() == (again / name).read_bytes()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import pathlib
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,8 +15,7 @@ from advjax.data import load_split_dir
 from advjax.errors import ConfigError
 from data_prep import interactions, popularity_shift
 from data_prep.popularity_shift import TEST_ID, TRAIN, VALID, Protocol
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from tests.helpers import run_module
 
 
 def _zipf_pool(n_users: int = 400, n_items: int = 100, n_pairs: int = 12_000, seed: int = 0):
@@ -109,13 +107,7 @@ def test_parse_ratio():
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "data_prep.popularity_shift", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_module("data_prep.popularity_shift", *args, timeout=120)
 
 
 def _pairs(split, name):

@@ -1,20 +1,11 @@
 """experiments.analyze as a user meets it: bad flags and missing runs stop with one
 `error:` line and exit 1, and nothing is written."""
 
-import os
-import subprocess
-import sys
-
-from tests.test_run_cli import REPO
+from tests.helpers import run_module
 
 
-def _analyze_cli(*args, cwd=None):
-    """Runs `python -m experiments.analyze ARGS` in `cwd` (the repository by default)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.analyze", *args],
-        cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+def _analyze_cli(*args):
+    return run_module("experiments.analyze", *args)
 
 
 def test_an_unknown_or_missing_figure_is_one_line(tmp_path):
