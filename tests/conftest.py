@@ -10,7 +10,9 @@ at tolerances of 1e-7 to 1e-5, and a resumed run bit for bit with an uninterrupt
 On recent NVIDIA GPUs JAX's default float32 product is TF32 (about 1e-3 relative) and
 scatter-adds are non-deterministic, so the suite asks for full float32 products and
 deterministic GPU ops (nothing changes on CPU); subprocess tests inherit both. README
-(GPU) tells users the same settings.
+(GPU) tells users the same settings. The suite runs in several pytest-xdist workers, each
+its own process with its own cache; on a GPU they share the card, so none preallocates
+most of its memory.
 """
 
 import atexit
@@ -25,6 +27,7 @@ atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
 jax.config.update("jax_default_matmul_precision", "highest")
 os.environ["XLA_FLAGS"] = " ".join(
