@@ -253,8 +253,26 @@ def epochs_seconds(workdir: str) -> float:
     return total
 
 
+def shift_splits(results: dict) -> list[str]:
+    """A popularity-shift split's test sets (data_prep.popularity_shift: test_ood_1,
+    test_ood_2, ... by growing shift), in that order; [] for any other split."""
+    names = [k for k in results if k.startswith("test_ood_") and k[9:].isdigit()]
+    return sorted(names, key=lambda k: int(k[9:]))
+
+
 def _test_split(results: dict) -> str:
-    return "test_ood" if "test_ood" in results else "test"
+    """The test set of the main table: test_ood, else a shift split's last (strongest
+    shift) test_ood_K, else test."""
+    if "test_ood" in results:
+        return "test_ood"
+    shifted = shift_splits(results)
+    return shifted[-1] if shifted else "test"
+
+
+def _split_stats(runs: dict, seeds: list[int], split: str) -> dict:
+    """{'per_seed', 'mean', 'std'} of METRICS on `split` over `seeds` of {seed: results}."""
+    values = {m: np.array([runs[s][split][m] for s in seeds]) for m in METRICS}
+    return {"per_seed": {m: v.tolist() for m, v in values.items()}, **_mean_std(values)}
 
 
 def _at_seeds(row: dict, metric: str, seeds: list[int]) -> list[float]:
@@ -307,6 +325,15 @@ def summarize(table: str, cells: list[Cell], per_seed: dict) -> dict:
             id_values = {m: np.array([runs[s]["test_id"][m] for s in seeds]) for m in METRICS}
             stats = _mean_std(id_values)
             row["id_mean"], row["id_std"] = stats["mean"], stats["std"]
+        # A popularity-shift split (paper Table 2's layout): every test set, and the
+        # validation NDCG the runs were selected on.
+        shifted = shift_splits(runs[seeds[0]])
+        if shifted:
+            row["shift"] = {
+                name: _split_stats(runs, seeds, name)
+                for name in [*shifted, "test_id", "valid"]
+                if all(name in runs[s] for s in seeds)
+            }
     for backbone in {row["backbone"] for row in rows}:
         group = [row for row in rows if row["backbone"] == backbone and row["seeds"]]
         base = next((r for r in group if r["role"] == "infonce"), None)
@@ -319,10 +346,22 @@ def summarize(table: str, cells: list[Cell], per_seed: dict) -> dict:
         strongest = max(rivals, key=lambda r: r["mean"][SELECTION_METRIC], default=None)
         for row in group:
             if row["role"] in ("ours", "variant"):
-                row["tests"] = _paired_tests(
-                    row, {"vs_infonce": base, "vs_strongest_rival": strongest}
-                )
+                against = {"vs_infonce": base, "vs_strongest_rival": strongest}
+                row["tests"] = _paired_tests(row, against)
+                for split in row.get("shift", {}):
+                    if split != "valid":
+                        on_split = {k: _on_split(r, split) for k, r in against.items()}
+                        row["shift"][split]["tests"] = _paired_tests(
+                            _on_split(row, split), on_split
+                        )
     return {"table": table, "rows": rows}
+
+
+def _on_split(row: dict | None, split: str) -> dict | None:
+    """`row` with its per-seed figures on shift split `split` (None: it has none)."""
+    if row is None or split not in row.get("shift", {}):
+        return None
+    return {**row, "per_seed": row["shift"][split]["per_seed"]}
 
 
 def _paired_tests(row: dict, against: dict[str, dict | None]) -> dict:
@@ -377,6 +416,50 @@ def mean_std_text(mean: float, std: float) -> str:
     return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
+def _shift_markdown(rows: list[dict]) -> list[str]:
+    """Paper Table 2's layout for popularity-shift rows: per metric, a column per test
+    set (and validation NDCG), then the paired tests on each test set."""
+    shifted = [row for row in rows if "shift" in row]
+    if not shifted:
+        return []
+    splits = list(dict.fromkeys(s for row in shifted for s in row["shift"] if s != "valid"))
+    lines = [
+        "",
+        f"The table above is {shifted[0]['split']}. Paper Table 2's layout, every test set "
+        "of the same runs (test_ood_1..K: growing popularity shift, each K's gamma in "
+        "the split's SPLIT.md; test_id: the training distribution):",
+    ]
+    for metric, label in zip(METRICS, ("Recall@20", "NDCG@20", "HR@20"), strict=True):
+        valid = metric == "ndcg@20"
+        header = [*splits, *(["valid"] if valid else [])]
+        lines += [
+            "",
+            f"| backbone | method | seeds | {' | '.join(f'{s} {label}' for s in header)} |",
+            "|---|---|---|" + "---|" * len(header),
+        ]
+        for row in shifted:
+            stats = [row["shift"].get(s) for s in header]
+            cols = [mean_std_text(x["mean"][metric], x["std"][metric]) if x else "" for x in stats]
+            lines.append(
+                f"| {row['backbone']} | {row['method']} | {row['seeds']} | {' | '.join(cols)} |"
+            )
+    tests = [
+        (row, split, label, test)
+        for row in shifted
+        for split in splits
+        for label, test in row["shift"].get(split, {}).get("tests", {}).items()
+    ]
+    if tests:
+        lines += ["", "Paired t-tests on each test set (two-sided p-values):", ""]
+        lines += [
+            f"- {split}: {row['backbone']} {row['method']} {label.replace('_', ' ')} "
+            f"({test['against']}, {test['seeds']} paired seeds): Recall@20 p = "
+            f"{test['recall@20']:.3g}, NDCG@20 p = {test['ndcg@20']:.3g}"
+            for row, split, label, test in tests
+        ]
+    return lines
+
+
 def to_markdown(summary: dict, command: str) -> str:
     """The table as markdown: one row per cell, then the significance tests."""
     lines = [
@@ -423,6 +506,7 @@ def to_markdown(summary: dict, command: str) -> str:
             lines.append(
                 f"| {row['backbone']} | {row['method']} | {row['seeds']} | {' | '.join(cols)} |"
             )
+    lines += _shift_markdown(summary["rows"])
     tests = [row for row in summary["rows"] if row.get("tests")]
     lines += [
         "",
@@ -443,7 +527,7 @@ def to_markdown(summary: dict, command: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    del argv  # cli.parse_flags refuses stray arguments
+    del argv  # cli_base.parse_flags refuses stray arguments
     start = time.perf_counter()
     if FLAGS.table not in TABLES:
         raise ConfigError(f"--table must be one of {', '.join(TABLES)}; got {FLAGS.table!r}")

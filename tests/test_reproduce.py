@@ -13,6 +13,7 @@ from advjax.errors import ConfigError, WorkdirError
 from advjax.train import TrainConfig
 from experiments import reproduce
 from experiments.tables import TABLES, Cell
+from tests.helpers import REPO, run_module
 
 
 def _results(recall, ndcg):
@@ -146,18 +147,8 @@ def test_every_advinfonce_variant_gets_both_paired_tests():
     ]
 
 
-def _reproduce_cli(*args, cwd=None):
-    """Runs `python -m experiments.reproduce ARGS` in `cwd` (the repository by default)."""
-    import subprocess
-    import sys
-
-    from tests.test_run_cli import REPO
-
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.reproduce", *args],
-        cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+def _reproduce_cli(*args, cwd=REPO):
+    return run_module("experiments.reproduce", *args, cwd=cwd)
 
 
 def test_cli_rejects_an_unknown_table():
@@ -381,6 +372,44 @@ def test_distinct_test_id_gets_its_own_table():
     rounded["test_id"] = {**rounded["test_id"], "ndcg@20": 0.02 * (1 + 2e-9)}
     same = reproduce.summarize("toy", cells, {"a": {1: rounded, 2: _results(0.05, 0.02)}})
     assert "id_mean" not in same["rows"][0]
+
+
+def test_a_popularity_shift_split_gets_paper_table_2s_layout():
+    cells = [
+        Cell("mf", "InfoNCE", "a.flags", None, "infonce"),
+        Cell("mf", "AdvInfoNCE", "b.flags", None, "ours"),
+    ]
+
+    def run(recalls, valid):
+        """Results on test_ood_1..3 with these recalls (NDCG half of it), test_id, valid."""
+        split = {f"test_ood_{k}": _results(r, r / 2)["valid"] for k, r in enumerate(recalls, 1)}
+        base = _results(valid, valid / 2)
+        del base["test_ood"]
+        return {**base, **split}
+
+    infonce = {1: run([0.10, 0.06, 0.03], 0.30), 2: run([0.12, 0.07, 0.05], 0.32)}
+    adv = {1: run([0.11, 0.08, 0.04], 0.31), 2: run([0.14, 0.08, 0.07], 0.34)}
+    # Ordered by their number, not by name: test_ood_10 comes after test_ood_2.
+    assert reproduce.shift_splits({"test_ood_10": 0, "test_ood_2": 0, "test_id": 0}) == [
+        "test_ood_2",
+        "test_ood_10",
+    ]
+    summary = reproduce.summarize("toy", cells, {"a": infonce, "b": adv})
+    ours = summary["rows"][1]
+    assert ours["split"] == "test_ood_3"  # the strongest shift heads the main table
+    assert ours["mean"]["recall@20"] == pytest.approx(0.055)
+    assert list(ours["shift"]) == ["test_ood_1", "test_ood_2", "test_ood_3", "test_id", "valid"]
+    assert ours["shift"]["test_ood_1"]["mean"]["recall@20"] == pytest.approx(0.125)
+    assert ours["shift"]["valid"]["mean"]["ndcg@20"] == pytest.approx(0.1625)
+    test = ours["shift"]["test_ood_2"]["tests"]["vs_infonce"]
+    expected = scipy.stats.ttest_rel([0.08, 0.08], [0.06, 0.07]).pvalue
+    assert test["recall@20"] == pytest.approx(expected)
+    summary.update(commit="abc", machine="cpu", wall_s=1.0, runs_s=2.0)
+    text = reproduce.to_markdown(summary, "cmd")
+    assert "| backbone | method | seeds | test_ood_1 NDCG@20 | test_ood_2 NDCG@20 | " in text
+    assert "test_id NDCG@20 | valid NDCG@20 |" in text
+    assert "| mf | AdvInfoNCE | 2 | 0.1250 ± 0.0212 | 0.0800 ± 0.0000 |" in text
+    assert "- test_ood_2: mf AdvInfoNCE vs infonce (InfoNCE, 2 paired seeds)" in text
 
 
 def test_shards_split_the_sweep_once_each():
