@@ -6,7 +6,7 @@
   python -m experiments.run --flagfile=experiments/configs/coat_mf_infonce.flags --seeds=1,2,3
 
 Every flag is a TrainConfig field (advjax/train/config.py), plus --workdir, --restart,
---max_to_keep, --test_only, --seeds, --run_batching and --compilation_cache
+--max_to_keep, --test_only, --seeds, --mesh, --run_batching and --compilation_cache
 (experiments/cli.py, which also says how errors end the run). With --seeds the runs
 train in one program (advjax/train/batch.py), each in <workdir>/seed<S>, and a table of
 their test metrics, mean and std closes the output.
@@ -73,6 +73,15 @@ def _define_run_flags() -> None:
         [],
         "Train these seeds (instead of --seed) in one compiled program, each run in "
         "<workdir>/seed<S>; e.g. 1,2,3,4,5.",
+    )
+    flags.DEFINE_string(
+        "mesh",
+        "",
+        "Train on a device mesh (advjax/sharding.py): 'data:D,model:M' splits batches over D "
+        "devices and the user/item tables (and their Adam moments) row-wise over M; 'auto' "
+        "puts every device on data unless the tables exceed 2 GiB per device. Empty: one "
+        "device. Results match one device up to float32 reordering; a run resumes on any "
+        "mesh.",
     )
 
 
@@ -185,6 +194,7 @@ def main(argv: list[str]) -> None:
         restart=FLAGS.restart,
         max_to_keep=FLAGS.max_to_keep,
         test_only=FLAGS.test_only,
+        mesh=FLAGS.mesh,
     )
 
 
@@ -220,6 +230,8 @@ def _train_seeds(cfg: TrainConfig) -> None:
     """--seeds: the runs in one program, then their table."""
     if FLAGS.test_only:
         raise ConfigError("--test_only evaluates one workdir; give it without --seeds")
+    if FLAGS.mesh:
+        raise ConfigError("--mesh trains one run at a time; give it without --seeds")
     seeds = parse_seeds(FLAGS.seeds)
     root = FLAGS.workdir or default_workdir(cfg)
     results = train_runs(

@@ -3,13 +3,13 @@
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, kill_module_after, run_module
+
 # Small but complete: adversarial epochs at 1-based epochs 3, 8, 13, 18; early stopping.
 ARGS = [
     "--lr=0.01",
@@ -33,30 +33,15 @@ def _start(workdir, *extra):
 
 
 def _run(workdir, *extra):
-    proc = _start(workdir, *extra)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
-    return out
+    proc = run_module("experiments.run", *ARGS, f"--workdir={workdir}", *extra)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
 
 
 def _kill_after(workdir, marker: str, *extra) -> str:
-    """Starts a run and SIGKILLs it as soon as it prints a line starting with `marker`.
-
-    No sleeping before the kill: on a quiet machine a whole Coat run takes about a
-    second, so a delay of even 0.5 s let it finish before the signal.
-    """
-    proc = _start(workdir, *extra)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if line.startswith(marker):
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
-    proc.stdout.close()
-    proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL, "".join(seen)[-2000:]
-    return "".join(seen)
+    """Starts a run and SIGKILLs it as soon as it prints a line starting with `marker`."""
+    args = (*ARGS, f"--workdir={workdir}", *extra)
+    return kill_module_after("experiments.run", *args, marker=marker)
 
 
 def _comparable(workdir) -> dict:

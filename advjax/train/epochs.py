@@ -77,6 +77,7 @@ def make_epoch_fns(
     n_samples: int,
     max_degree: int,
     trace_hook: Callable[[Callable], Callable] = lambda fn: fn,
+    constrain_batch: Callable[[jax.Array], jax.Array] = lambda x: x,
 ) -> EpochFns:
     """Builds the jitted epochs for a dataset of the given sizes.
 
@@ -86,6 +87,8 @@ def make_epoch_fns(
       n_samples: positives per epoch (|O+| for a whole epoch).
       max_degree: the largest number of training items of one user.
       trace_hook: wraps each epoch before jit; tests pass chex.assert_max_traces.
+      constrain_batch: applied to each batch's users, positives and negatives; on a mesh
+        it splits them over the `data` axis (advjax/sharding.py).
     """
     n_batches = n_samples // cfg.batch_size
     if n_batches == 0:
@@ -110,10 +113,12 @@ def make_epoch_fns(
 
         def body(state, xs):
             index, users, pos = xs
+            users, pos = constrain_batch(users), constrain_batch(pos)
             neg_key = negatives_key(cfg, state.key, epoch_key, index)
             negs = sample_negatives(
                 neg_key, data.pairs, users, n_neg=cfg.n_neg, n_items=n_items, steps=steps
             )
+            negs = constrain_batch(negs)
             key = None
             if with_keys:
                 key = jax.random.fold_in(jax.random.fold_in(epoch_key, _BATCH_KEYS), index)

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from advjax.data import SplitData
-from advjax.errors import WorkdirError, check_finite
+from advjax.errors import ConfigError, WorkdirError, check_finite
 from advjax.metrics import SELECTION_METRIC
 from advjax.provenance import package_versions
 from advjax.train import events
@@ -74,6 +74,7 @@ def results_record(
             # What "auto" resolved to on this platform (it follows benchmark records).
             "propagation": run.train_data.propagation if cfg.n_layers else None,
             "packages": package_versions(),
+            **({"mesh": run.placement.describe()} if run.placement else {}),
         },
     }
 
@@ -194,20 +195,29 @@ def _finish(track: _Track, state, seconds: float, runs_in_program: int) -> Itera
 
 
 class _OneRun:
-    """A single run's state and its jitted epochs."""
+    """A single run's state and its jitted epochs; on a mesh (run.placement) the state
+    is held placed and read back unpadded on one device (advjax/sharding.py)."""
 
     def __init__(self, run: RunSetup, state):
-        self.fns, self.data, self.state = run.fns, run.train_data, state
+        self.placement = placement = run.placement
+        if placement is None:
+            self.data, self.state = run.train_data, state
+            self._cf_epoch, self._adv_epoch = run.fns.cf_epoch, run.fns.adv_epoch
+        else:
+            self.data = placement.place_data(run.train_data)
+            self.state = placement.place_state(state)
+            self._cf_epoch = placement.epoch(run.fns.pure_cf_epoch)
+            self._adv_epoch = placement.epoch(run.fns.pure_adv_epoch)
 
     def state_of(self, index: int):
-        return self.state
+        return self.state if self.placement is None else self.placement.logical_state(self.state)
 
     def adv_epoch(self, wanted: list[bool]) -> list[dict]:
-        self.state, stats = self.fns.adv_epoch(self.state, self.data)
+        self.state, stats = self._adv_epoch(self.state, self.data)
         return [_floats(stats)]
 
     def cf_epoch(self, active: list[bool]) -> list[dict]:
-        self.state, stats = self.fns.cf_epoch(self.state, self.data)
+        self.state, stats = self._cf_epoch(self.state, self.data)
         return [_floats(stats)]
 
 
@@ -245,6 +255,7 @@ def train_runs_events(
     restart: bool = False,
     max_to_keep: int = 3,
     batching: str | None = None,
+    mesh: str = "",
 ) -> Iterator[tuple[int, events.Event]]:
     """Trains runs with early stopping on valid Recall@20, yielding (run index, event).
 
@@ -255,6 +266,7 @@ def train_runs_events(
       data, restart, max_to_keep: as train_and_evaluate.
       batching: how one program trains several runs: "map" or "vmap"; None for a
         single run on its own.
+      mesh: a single run's device mesh (setup_run; advjax/sharding.py); "" one device.
 
     Each run's events come in the order train_events gives them; runs interleave by
     epoch. A run's Report follows its early stop, while the others go on.
@@ -266,10 +278,12 @@ def train_runs_events(
         raise ValueError("several runs need batching='map' or 'vmap'")
     traced = ()
     if len(cfgs) > 1:
+        if mesh.strip():
+            raise ConfigError("--mesh trains one run at a time; drop --seeds or --mesh")
         traced = check_batchable(cfgs)  # before anything is loaded or compiled
         runs = setup_runs(list(cfgs), data)
     else:
-        runs = [setup_run(cfgs[0], data)]
+        runs = [setup_run(cfgs[0], data, mesh=mesh)]
     tracks, states = [], []
     for index, (run, workdir) in enumerate(zip(runs, workdirs, strict=True)):
         track, state = yield from _tagged(
@@ -353,6 +367,7 @@ def train_events(
     restart: bool = False,
     max_to_keep: int = 3,
     test_only: bool = False,
+    mesh: str = "",
 ) -> Iterator[events.Event]:
     """Trains per cfg with early stopping on valid Recall@20, yielding what happens.
 
@@ -361,7 +376,7 @@ def train_events(
     """
     if not test_only:
         for _, event in train_runs_events(
-            [cfg], [workdir], data=data, restart=restart, max_to_keep=max_to_keep
+            [cfg], [workdir], data=data, restart=restart, max_to_keep=max_to_keep, mesh=mesh
         ):
             yield event
         return
@@ -386,6 +401,7 @@ def train_and_evaluate(
     restart: bool = False,
     max_to_keep: int = 3,
     test_only: bool = False,
+    mesh: str = "",
 ) -> dict:
     """Trains per cfg with early stopping on valid Recall@20 and reports every evaluator.
 
@@ -403,6 +419,8 @@ def train_and_evaluate(
       max_to_keep: newest state checkpoints kept.
       test_only: evaluate the workdir's best checkpoint on every split; no training,
         nothing written.
+      mesh: train on a device mesh: "auto" or "data:D,model:M" (advjax/sharding.py);
+        "" on one device. A run resumes on any mesh (checkpoints hold unpadded arrays).
 
     Returns:
       results.json's content: {"best_epoch": int, evaluator name -> {metric@k: value},
@@ -413,8 +431,9 @@ def train_and_evaluate(
     sinks = _with_files(workdir if not test_only else None, shown, log if announce else None)
     last = None
     for event in train_events(
-        cfg, workdir, data=data, restart=restart, max_to_keep=max_to_keep, test_only=test_only
-    ):
+        cfg, workdir, data=data, restart=restart, max_to_keep=max_to_keep, test_only=test_only,
+        mesh=mesh,
+    ):  # fmt: skip
         for sink in sinks:
             sink(event)
         last = event

@@ -12,9 +12,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from advjax import diagnostics
+from advjax import diagnostics, sharding
 from advjax.data import SplitData, load_dataset
 from advjax.data.graph import Graph, empty_graph, normalized_graph
+from advjax.errors import ConfigError
 from advjax.evaluation import Evaluator, build_evaluators
 from advjax.models.propagation import prepare_graph, resolve_method
 from advjax.sampling import TrainPairs, make_train_pairs
@@ -57,10 +58,11 @@ def load_split(cfg: TrainConfig) -> SplitData:
     )
 
 
-def make_train_data(cfg: TrainConfig, data: SplitData) -> TrainData:
+def make_train_data(cfg: TrainConfig, data: SplitData, *, on_mesh: bool = False) -> TrainData:
     """Device arrays of a split's training pairs, its graph when LightGCN needs one,
-    and what the loss prepares; the propagation path is resolved here, once."""
-    method = resolve_method(cfg.propagation)
+    and what the loss prepares; the propagation path is resolved here, once. On a mesh
+    (`on_mesh`) "auto" is the reference "bcoo": SciPy's host product sees one device."""
+    method = mesh_method(cfg.propagation) if on_mesh else resolve_method(cfg.propagation)
     graph, aug_data = empty_graph(), {}
     if cfg.n_layers:  # MF never propagates; an empty graph keeps one TrainData type
         host_graph = normalized_graph(data.train, data.n_items)
@@ -79,6 +81,16 @@ def make_train_data(cfg: TrainConfig, data: SplitData) -> TrainData:
     )
 
 
+def mesh_method(propagation: str) -> str:
+    """The propagation path of a run on a mesh: any device path; "auto" is "bcoo"."""
+    if propagation == "host_csr":
+        raise ConfigError(
+            "--propagation=host_csr runs on the host and cannot train on a --mesh; use "
+            "auto (bcoo), bcoo, segment_sum or csr"
+        )
+    return "bcoo" if propagation == "auto" else propagation
+
+
 @dataclasses.dataclass
 class RunSetup:
     """Everything a run trains with (see setup_run)."""
@@ -91,6 +103,7 @@ class RunSetup:
     state: TrainState
     sample: diagnostics.Sample
     diagnose: Callable
+    placement: sharding.Placement | None = None
 
     def embed(self, cf_params) -> tuple[jax.Array, jax.Array]:
         """(user_emb [U, d], item_emb [I, d]): the final embeddings at cf_params."""
@@ -125,6 +138,7 @@ def setup_run(
     *,
     max_batches: int = 0,
     trace_hook: Callable[[Callable], Callable] = lambda fn: fn,
+    mesh: str = "",
 ) -> RunSetup:
     """The one setup sequence: split, train data, compiled epochs, evaluators, state,
     and the fixed sample of the diagnostics.
@@ -134,28 +148,35 @@ def setup_run(
       data: a loaded split; None loads the one cfg names (load_split).
       max_batches: cap on batches per epoch (benchmarks); 0 = whole epochs.
       trace_hook: wraps each epoch before jit; tests pass chex.assert_max_traces.
+      mesh: --mesh: "" trains on one device; "auto" or "data:D,model:M" on a device
+        mesh (advjax/sharding.py; the loop places the state and data there).
     """
+    on_mesh = sharding.parse_mesh(mesh, jax.device_count()) is not None
+    if on_mesh:
+        mesh_method(cfg.propagation)  # refuses host_csr before anything is loaded
     if data is None:
         data = load_split(cfg)
     n_samples = data.train.nnz
     if max_batches and max_batches < n_samples // cfg.batch_size:
         n_samples = max_batches * cfg.batch_size
-    train_data = make_train_data(cfg, data)
+    train_data = make_train_data(cfg, data, on_mesh=on_mesh)
+    state = init_state(
+        cfg, n_users=data.n_users, n_items=data.n_items, loss_data=train_data.loss_data,
+        n_edges=int(train_data.graph.rows.shape[0]),
+    )  # fmt: skip
+    placement = sharding.make_placement(mesh, state, data.n_users, data.n_items)
     fns = make_epoch_fns(
         cfg,
         n_items=data.n_items,
         n_samples=n_samples,
         max_degree=int(data.train.degrees().max()),
         trace_hook=trace_hook,
+        constrain_batch=placement.constrain_batch if placement else lambda x: x,
     )
-    state = init_state(
-        cfg, n_users=data.n_users, n_items=data.n_items, loss_data=train_data.loss_data,
-        n_edges=int(train_data.graph.rows.shape[0]),
-    )  # fmt: skip
     evaluators = build_evaluators(data, batch_size=cfg.eval_batch_size)
     sample = _diagnostics_sample(cfg, data, train_data, state)
     diagnose = make_diagnose(cfg)
-    return RunSetup(cfg, data, train_data, fns, evaluators, state, sample, diagnose)
+    return RunSetup(cfg, data, train_data, fns, evaluators, state, sample, diagnose, placement)
 
 
 def setup_runs(

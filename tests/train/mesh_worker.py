@@ -1,0 +1,103 @@
+"""Trains one case on one device and on meshes of virtual CPU devices; prints a JSON
+comparison. Run by tests/train/test_sharding.py in a subprocess with
+XLA_FLAGS=--xla_force_host_platform_device_count=8 (the device count is fixed when JAX
+starts, so the rest of the suite keeps its one device).
+
+  python tests/train/mesh_worker.py CASE EPOCHS "data:8;data:4,model:2;model:8"
+
+Each run takes EPOCHS CF epochs with an adversarial epoch before every fifth (the 3rd,
+8th, ...), from the same seed. Output, per mesh: the largest absolute difference of
+every state array from the one-device run, whether all are bit-identical, the
+validation metrics, and each device's rows of the user table.
+"""
+
+import json
+import sys
+
+import jax
+import numpy as np
+
+from advjax.data import Interactions, SplitData, load_split_dir
+from advjax.train import TrainConfig
+from advjax.train.setup import setup_run
+from tests.helpers import SHARED_DATA
+
+CASES = {
+    "coat_mf": TrainConfig(lr=0.01, t_adv=5),
+    "coat_lightgcn": TrainConfig(lr=0.01, t_adv=5, n_layers=2, propagation="bcoo"),
+    "yahoo_lightgcn": TrainConfig(
+        lr=0.005, t_adv=5, n_layers=2, propagation="bcoo", data_dir=str(SHARED_DATA / "yahoo.new")
+    ),
+}
+YAHOO_USERS = 1000  # the slice: Yahoo!R3's first users, all their pairs, every item
+
+
+def _rows(pairs: Interactions, n: int) -> Interactions:
+    return Interactions(pairs.indptr[: n + 1], pairs.items[: pairs.indptr[n]], pairs.path)
+
+
+def yahoo_slice() -> SplitData:
+    data = load_split_dir(SHARED_DATA / "yahoo.new")
+    n = YAHOO_USERS
+    return SplitData(
+        name="yahoo_slice",
+        n_users=n,
+        n_items=data.n_items,
+        train=_rows(data.train, n),
+        valid=_rows(data.valid, n),
+        tests={name: _rows(pairs, n) for name, pairs in data.tests.items()},
+        not_candidate=data.not_candidate,
+    )
+
+
+def train(case: str, epochs: int, mesh: str, data):
+    """(logical state after `epochs`, valid metrics, rows per device of the user table)."""
+    run = setup_run(CASES[case], data, mesh=mesh)
+    placement, state, train_data = run.placement, run.state, run.train_data
+    cf_epoch, adv_epoch = run.fns.cf_epoch, run.fns.adv_epoch
+    if placement is not None:
+        state, train_data = placement.place_state(state), placement.place_data(train_data)
+        cf_epoch = placement.epoch(run.fns.pure_cf_epoch)
+        adv_epoch = placement.epoch(run.fns.pure_adv_epoch)
+    shard_rows = [s.data.shape[0] for s in state.cf_params["user"].addressable_shards]
+    for epoch in range(epochs):
+        if epoch % 5 == 2:
+            state, _ = adv_epoch(state, train_data)
+        state, _ = cf_epoch(state, train_data)
+    if placement is not None:
+        state = placement.logical_state(state)
+    valid = run.evaluate(state.cf_params, ["valid"])["valid"]
+    return state, valid, shard_rows
+
+
+def _arrays(state) -> dict[str, np.ndarray]:
+    tree = state.replace(key=jax.random.key_data(state.key))
+    leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(tree))
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def main(case: str, epochs: int, meshes: list[str]) -> None:
+    data = yahoo_slice() if case.startswith("yahoo") else None
+    base, base_valid, _ = train(case, epochs, "", data)
+    base = _arrays(base)
+    report = {"devices": jax.device_count(), "one_device": {"valid": base_valid}}
+    for mesh in meshes:
+        state, valid, shard_rows = train(case, epochs, mesh, data)
+        arrays = _arrays(state)
+        assert arrays.keys() == base.keys(), (sorted(arrays), sorted(base))
+        diff = {
+            name: float(np.max(np.abs(arrays[name].astype(np.float64) - base[name]), initial=0))
+            for name in base
+        }
+        report[mesh] = {
+            "max_abs_diff": diff,
+            "bitwise": all(np.array_equal(arrays[n], base[n]) for n in base),
+            "valid": valid,
+            "user_rows_per_device": shard_rows,
+            "adv_epochs": int(state.adv_epochs),
+        }
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3].split(";"))
