@@ -152,17 +152,18 @@ class Placement:
 
     def place_state(self, state):
         """A logical state (device or host arrays) padded and laid out on the mesh."""
-        return jax.device_put(self.pad(state), self.state_shardings())
+        return jax.tree_util.tree_map(_put, self.pad(state), self.state_shardings())
 
     def logical_state(self, placed):
-        """The unpadded state of a placed one, on the default device (what validation,
-        diagnostics and checkpoints read)."""
+        """The unpadded state of a placed one, on this process's first device (what
+        validation, diagnostics and checkpoints read)."""
         replicated = jax.jit(self.unpad, out_shardings=NamedSharding(self.mesh, P()))(placed)
-        return jax.device_put(replicated, jax.devices()[0])
+        return jax.tree_util.tree_map(lambda x: x.addressable_data(0), replicated)
 
     def place_data(self, data):
         """Training data replicated on every device of the mesh."""
-        return jax.device_put(data, NamedSharding(self.mesh, P()))
+        replicated = NamedSharding(self.mesh, P())
+        return jax.tree_util.tree_map(lambda x: _put(x, replicated), data)
 
     def constrain_batch(self, x: jax.Array) -> jax.Array:
         """A batch array [B, ...] split over `data` by its rows."""
@@ -179,6 +180,15 @@ class Placement:
 
         out = (self.state_shardings(), NamedSharding(self.mesh, P()))
         return jax.jit(on_placed, donate_argnums=0, out_shardings=out)
+
+
+def _put(x, sharding: NamedSharding):
+    """x laid out per `sharding`, which may span other processes' devices: each process
+    gives the whole value and keeps its devices' parts. A typed PRNG key travels as its
+    raw data (device_put cannot lay a key out across processes)."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(jax.device_put(jax.random.key_data(x), sharding))
+    return jax.device_put(x, sharding)
 
 
 def table_bytes(state, n_users: int, n_items: int) -> int:

@@ -6,7 +6,8 @@
   python -m experiments.run --flagfile=experiments/configs/coat_mf_infonce.flags --seeds=1,2,3
 
 Every flag is a TrainConfig field (advjax/train/config.py), plus --workdir, --restart,
---max_to_keep, --test_only, --seeds, --mesh, --run_batching and --compilation_cache
+--max_to_keep, --test_only, --seeds, --mesh (and --coordinator_address, --num_processes,
+--process_id for several processes), --run_batching and --compilation_cache
 (experiments/cli.py, which also says how errors end the run). With --seeds the runs
 train in one program (advjax/train/batch.py), each in <workdir>/seed<S>, and a table of
 their test metrics, mean and std closes the output.
@@ -21,6 +22,7 @@ import jax
 import numpy as np
 from absl import flags
 
+from advjax import distributed
 from advjax.errors import ConfigError, WorkdirError
 from advjax.files import read_json_object
 from advjax.train import TrainConfig, train_and_evaluate
@@ -83,6 +85,15 @@ def _define_run_flags() -> None:
         "device. Results match one device up to float32 reordering; a run resumes on any "
         "mesh.",
     )
+    flags.DEFINE_string(
+        "coordinator_address",
+        "",
+        "host:port of process 0 when one run spans several processes (hosts): every "
+        "process runs the same command with its own --process_id; the mesh spans all "
+        "their devices (--mesh=auto when not given) and process 0 writes the workdir.",
+    )
+    flags.DEFINE_integer("num_processes", 1, "Processes in the run (--coordinator_address).")
+    flags.DEFINE_integer("process_id", 0, "This process's index, 0..num_processes-1.")
 
 
 define_config_flags(flags.FLAGS)
@@ -175,8 +186,13 @@ def default_workdir(cfg: TrainConfig) -> str:
 
 def main(argv: list[str]) -> None:
     del argv  # cli_base.parse_flags refuses stray arguments
+    joined = distributed.initialize(
+        FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id
+    )
+    mesh = FLAGS.mesh or ("auto" if joined and jax.process_count() > 1 else "")
     print(
-        f"JAX {jax.__version__}; platform {jax.default_backend()}; devices {jax.devices()}",
+        f"JAX {jax.__version__}; platform {jax.default_backend()}; devices {jax.devices()}"
+        + (f"; process {jax.process_index()} of {jax.process_count()}" if joined else ""),
         flush=True,
     )
     if FLAGS.seeds:
@@ -194,7 +210,7 @@ def main(argv: list[str]) -> None:
         restart=FLAGS.restart,
         max_to_keep=FLAGS.max_to_keep,
         test_only=FLAGS.test_only,
-        mesh=FLAGS.mesh,
+        mesh=mesh,
     )
 
 
@@ -230,8 +246,10 @@ def _train_seeds(cfg: TrainConfig) -> None:
     """--seeds: the runs in one program, then their table."""
     if FLAGS.test_only:
         raise ConfigError("--test_only evaluates one workdir; give it without --seeds")
-    if FLAGS.mesh:
-        raise ConfigError("--mesh trains one run at a time; give it without --seeds")
+    if FLAGS.mesh or FLAGS.coordinator_address:
+        raise ConfigError(
+            "--mesh and --coordinator_address train one run; give them without --seeds"
+        )
     seeds = parse_seeds(FLAGS.seeds)
     root = FLAGS.workdir or default_workdir(cfg)
     results = train_runs(

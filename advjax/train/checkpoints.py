@@ -26,6 +26,7 @@ from collections.abc import Callable
 import jax
 import orbax.checkpoint as ocp
 
+from advjax import distributed
 from advjax.errors import ConfigError, WorkdirError
 from advjax.files import read_json_object, write_atomically
 from advjax.train.config import (
@@ -115,13 +116,14 @@ class RunCheckpoints:
         self.log = log
         try:
             os.makedirs(self.workdir, exist_ok=True)
-            probe = os.path.join(self.workdir, ".write_test")
+            probe = os.path.join(self.workdir, f".write_test.{jax.process_index()}")
             with open(probe, "w") as f:
                 f.write("ok")
             os.remove(probe)
         except OSError as err:
             raise WorkdirError(f"{self.workdir}: workdir not writable ({err.strerror})") from None
         self._check_config(cfg, restart)
+        distributed.barrier("advjax-workdir-config")  # process 0 wrote it (or discarded)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
             enable_async_checkpointing=False,
@@ -165,9 +167,11 @@ class RunCheckpoints:
                 discard = bool(changed)
             if discard:
                 self.log(f"--restart: discarding the checkpoints in {self.workdir}")
-                for sub in ("checkpoints", "best"):
-                    shutil.rmtree(os.path.join(self.workdir, sub), ignore_errors=True)
-        write_atomically(path, json.dumps(current, indent=2))
+                if distributed.is_primary():
+                    for sub in ("checkpoints", "best"):
+                        shutil.rmtree(os.path.join(self.workdir, sub), ignore_errors=True)
+        if distributed.is_primary():
+            write_atomically(path, json.dumps(current, indent=2))
 
     def save(self, state: TrainState, stopping: dict) -> None:
         """Saves the state reached after epoch `state.epoch` with the early-stopping
@@ -244,9 +248,11 @@ class RunCheckpoints:
             f"checkpoint of epoch {epoch} is unreadable ({type(err).__name__}: {first_line}); "
             f"moved to {target}, trying the previous one"
         )
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.move(source, target)
+        if distributed.is_primary():
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.move(source, target)
+        distributed.barrier(f"advjax-set-aside-{epoch}")
         self._states.reload()
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 import jax
 import jax.numpy as jnp
 
+from advjax import distributed
 from advjax.data import SplitData
 from advjax.errors import ConfigError, WorkdirError, check_finite
 from advjax.metrics import SELECTION_METRIC
@@ -447,8 +448,11 @@ def train_and_evaluate(
 def _with_files(workdir: str | None, shown: list, announce) -> list:
     """The workdir's sinks (scalars, results.json; `announce` logs its writing), then
     `shown`. The files take each event before anything shows it: a run killed on seeing
-    an epoch's line has that epoch in metrics.jsonl, as the resume expects."""
-    files = [ScalarSink(workdir), ResultsFile(workdir, announce)] if workdir else []
+    an epoch's line has that epoch in metrics.jsonl, as the resume expects. Of several
+    processes only the first writes them (advjax/distributed.py)."""
+    files = []
+    if workdir and distributed.is_primary():
+        files = [ScalarSink(workdir), ResultsFile(workdir, announce)]
     return [*files, *shown]
 
 

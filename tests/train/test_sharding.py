@@ -1,8 +1,10 @@
-"""Training on a device mesh (advjax/sharding.py) against one device.
+"""Training on a device mesh (advjax/sharding.py), in one process or two
+(advjax/distributed.py), against one device.
 
-The meshes are made of 8 virtual CPU devices, which JAX fixes when it starts, so the
-runs happen in subprocesses (tests/train/mesh_worker.py, experiments.run) with
-XLA_FLAGS=--xla_force_host_platform_device_count=8.
+The meshes are made of virtual CPU devices, whose number JAX fixes when it starts, so
+the runs happen in subprocesses (tests/train/mesh_worker.py, experiments.run) with
+XLA_FLAGS=--xla_force_host_platform_device_count=8 (two processes: 2 each, joined
+through jax.distributed on localhost).
 
 What reorders: on a mesh, sums over a batch's rows (the mean loss, the gradients'
 scatter-adds into the tables) and over a node's graph neighbours (propagation) are
@@ -13,14 +15,18 @@ A 1 x 1 mesh, which pads and unpads but reorders nothing, is bit-identical.
 """
 
 import json
+import os
 import pathlib
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from advjax import sharding
 from advjax.errors import ConfigError
-from tests.helpers import SHARED_DATA, kill_module_after, run_module
+from tests.helpers import REPO, SHARED_DATA, kill_module_after, run_module
 
 EIGHT_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
 MESHES = ("data:8", "data:4,model:2", "model:8")
@@ -100,10 +106,27 @@ def _results(workdir: pathlib.Path) -> dict:
     return results
 
 
-def test_a_run_checkpointed_on_eight_devices_resumes_on_four_then_one(tmp_path):
-    straight = tmp_path / "straight"
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory) -> dict:
+    """results.json of RUN_ARGS trained on one device."""
+    straight = tmp_path_factory.mktemp("straight")
     proc = run_module("experiments.run", *RUN_ARGS, f"--workdir={straight}", env=EIGHT_DEVICES)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return _results(straight)
+
+
+def _assert_same_results(got: dict, alone: dict) -> None:
+    assert got["best_epoch"] == alone["best_epoch"]
+    for split in ("valid", "test_ood"):
+        np.testing.assert_allclose(
+            [got[split][m] for m in sorted(alone[split])],
+            [alone[split][m] for m in sorted(alone[split])],
+            atol=METRIC_ATOL,
+        )
+    assert got["flags"] == alone["flags"]  # the mesh is placement, not configuration
+
+
+def test_a_run_checkpointed_on_eight_devices_resumes_on_four_then_one(tmp_path, one_device):
     workdir = tmp_path / "moved"
     args = (*RUN_ARGS, f"--workdir={workdir}")
     kill_module_after(
@@ -116,16 +139,51 @@ def test_a_run_checkpointed_on_eight_devices_resumes_on_four_then_one(tmp_path):
     proc = run_module("experiments.run", *args, env=EIGHT_DEVICES)  # one device
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resumed from the checkpoint of epoch 10" in proc.stdout
-    moved, alone = _results(workdir), _results(straight)
-    assert moved["best_epoch"] == alone["best_epoch"]
-    for split in ("valid", "test_ood"):
-        np.testing.assert_allclose(
-            [moved[split][m] for m in sorted(alone[split])],
-            [alone[split][m] for m in sorted(alone[split])],
-            atol=METRIC_ATOL,
-        )
+    moved = _results(workdir)
+    _assert_same_results(moved, one_device)
     assert "mesh" not in moved["platform"]  # its last leg ran on one device
-    assert moved["flags"] == alone["flags"]  # the mesh is placement, not configuration
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_train_one_run_and_the_first_writes_it(tmp_path, one_device):
+    workdir = tmp_path / "two"
+    joined = (
+        *RUN_ARGS, f"--workdir={workdir}", f"--coordinator_address=localhost:{_free_port()}",
+        "--num_processes=2",
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "experiments.run", *joined, f"--process_id={index}"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for index in (1, 0)
+    ]
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+        assert "best epoch 25 of 25" in out
+    assert "process 1 of 2" in outputs[0][0] and "process 0 of 2" in outputs[1][0]
+    assert "wrote" in outputs[1][0] and "wrote" not in outputs[0][0]  # results.json: process 0
+    two = _results(workdir)
+    assert two["platform"]["mesh"] == "data:4,model:1"  # --mesh=auto over both processes
+    _assert_same_results(two, one_device)
+    # Their checkpoints (Orbax wrote them from both processes) resume in one process.
+    proc = run_module(
+        "experiments.run", *RUN_ARGS, "--max_epochs=30", f"--workdir={workdir}", env=EIGHT_DEVICES
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from the checkpoint of epoch 25" in proc.stdout
 
 
 def _assert_one_line_error(proc, fragment: str) -> None:
@@ -139,8 +197,13 @@ def _assert_one_line_error(proc, fragment: str) -> None:
     [
         (["--mesh=data:16"], "needs 16 devices; 8 are visible"),
         (["--mesh=rows:2"], "expected 'auto' or 'data:D,model:M'"),
-        (["--mesh=data:2", "--seeds=1,2"], "--mesh trains one run at a time"),
+        (["--mesh=data:2", "--seeds=1,2"], "train one run; give them without --seeds"),
         (["--mesh=data:2", "--n_layers=2", "--propagation=host_csr"], "cannot train on a --mesh"),
+        (["--num_processes=2"], "need --coordinator_address"),
+        (
+            ["--coordinator_address=localhost:1", "--num_processes=2", "--process_id=2"],
+            "--process_id=2 must lie in 0..1",
+        ),
     ],
 )
 def test_a_mesh_it_cannot_use_is_one_line(tmp_path, args, fragment):
