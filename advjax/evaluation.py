@@ -31,6 +31,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.typing import ArrayLike
 
 from advjax.data.splits import Interactions, SplitData
@@ -241,6 +242,97 @@ def _top_items_batches(
     return jax.lax.map(top_items, batches)
 
 
+def _pad_batches(batches: _Batches, n_batches: int, n_items: int) -> _Batches:
+    """`batches` with empty ones appended up to `n_batches` (no valid row, every pair
+    pointing at the dummy item n_items)."""
+    extra = n_batches - batches.users.shape[0]
+    if not extra:
+        return batches
+
+    def pad(x, value):
+        return jnp.concatenate([x, jnp.full((extra, *x.shape[1:]), value, x.dtype)])
+
+    return _Batches(
+        users=pad(batches.users, 0), valid=pad(batches.valid, False),
+        target_rows=pad(batches.target_rows, 0), target_items=pad(batches.target_items, n_items),
+        exclude_rows=pad(batches.exclude_rows, 0),
+        exclude_items=pad(batches.exclude_items, n_items),
+    )  # fmt: skip
+
+
+def _shard_metrics(
+    user_hat: jax.Array,
+    item_shard: jax.Array,
+    not_candidate: jax.Array,
+    batches: _Batches,
+    *,
+    ks: tuple[int, ...],
+    n_items: int,
+) -> dict[str, jax.Array]:
+    """Per-user metrics of this device's batches (`data`) against this device's items
+    (`model`), in a shard_map: each shard ranks its own items, the shards' top K are
+    gathered over `model` and merged into the exact top K.
+
+    Ties go to the lower item id, as on one device: the gathered lists are in shard
+    order, ids ascending within equal scores, and jax.lax.top_k keeps that order.
+    """
+    k_max, n_local = max(ks), item_shard.shape[0]
+    offset = jax.lax.axis_index("model") * n_local
+    ids = offset + jnp.arange(n_local)
+    blocked = ids >= n_items  # the zero rows padding the table to the mesh
+    if not_candidate.shape[0]:
+        blocked = blocked | jax.lax.dynamic_slice(not_candidate, (offset,), (n_local,))
+
+    def one(batch: _Batches):
+        batch_size = batch.users.shape[0]
+        scores = jnp.matmul(
+            user_hat[batch.users], item_shard.T, precision=jax.lax.Precision.HIGHEST
+        )  # [batch, n_local]
+
+        def local_mask(rows, items):
+            inside = (items >= offset) & (items < offset + n_local) & (items < n_items)
+            return _scatter_mask(rows, jnp.where(inside, items - offset, n_local), batch_size,
+                                 n_local)  # fmt: skip
+
+        targets = local_mask(batch.target_rows, batch.target_items)
+        # Exclusion pairs hold no target (make_evaluator); not_candidate spares targets.
+        drop = local_mask(batch.exclude_rows, batch.exclude_items) | (blocked & ~targets)
+        drop = drop | (ids >= n_items)[None, :]
+        values, local = jax.lax.top_k(jnp.where(drop, -jnp.inf, scores), min(k_max, n_local))
+        values = jax.lax.all_gather(values, "model", axis=1, tiled=True)
+        candidates = jax.lax.all_gather(local + offset, "model", axis=1, tiled=True)
+        top = jnp.take_along_axis(candidates, jax.lax.top_k(values, k_max)[1], axis=1)
+        match = top[batch.target_rows] == batch.target_items[:, None]  # [n_pairs, K]
+        ranks = jnp.where(match.any(axis=1), jnp.argmax(match, axis=1), k_max)
+        real = batch.target_items < n_items
+        metrics = per_user_metrics_from_ranks(
+            ranks, real, batch.target_rows, n_users=batch_size, ks=ks
+        )
+        return {name: jnp.where(batch.valid, value, 0.0) for name, value in metrics.items()}
+
+    return jax.lax.map(one, batches)
+
+
+@functools.partial(jax.jit, static_argnames=("mesh", "ks", "n_items"))
+def _evaluate_on_mesh(user_emb, item_emb, not_candidate, batches, *, mesh, ks, n_items):
+    """Per-user metrics [n_batches, batch] with batches over `data` and items over
+    `model` (item_emb padded to a multiple of the `model` size)."""
+    user_hat, item_hat = l2_normalize(user_emb), l2_normalize(item_emb)
+    if not_candidate.shape[0]:
+        not_candidate = jnp.pad(not_candidate, (0, item_hat.shape[0] - not_candidate.shape[0]))
+    spec = jax.sharding.PartitionSpec
+    sharded = jax.shard_map(
+        functools.partial(_shard_metrics, ks=ks, n_items=n_items),
+        mesh=mesh,
+        in_specs=(spec(), spec("model"), spec(), spec("data")),
+        out_specs=spec("data"),
+        # The merged lists are equal on every `model` shard (built from all_gathers),
+        # which the checker cannot infer through axis_index.
+        check_vma=False,
+    )
+    return sharded(user_hat, item_hat, not_candidate, batches)
+
+
 class Evaluator:
     """All-ranking top-K evaluation of one target set (SPEC §4).
 
@@ -326,6 +418,39 @@ class Evaluator:
         out = jax.device_get(out)
         return {name: value.reshape(-1)[self._valid] for name, value in out.items()}
 
+    def per_user_on_mesh(
+        self, user_emb: jax.Array, item_emb: jax.Array, ks: Sequence[int], mesh
+    ) -> dict[str, np.ndarray]:
+        """per_user with the work split over a (data, model) mesh (advjax/sharding.py):
+        user batches over `data`, items over `model`, each shard's top K merged exactly.
+
+        Args:
+          user_emb: float [n_users + padding, d]; rows past n_users are never read.
+          item_emb: float [n_items + padding, d], padded to a multiple of the `model`
+            size; rows past n_items never rank.
+          ks: list lengths.
+          mesh: the jax.sharding.Mesh with axes "data" and "model".
+        """
+        model, data = mesh.shape["model"], mesh.shape["data"]
+        if item_emb.shape[0] % model or item_emb.shape[0] < self.n_items:
+            raise ValueError(
+                f"{self.name}: item_emb {item_emb.shape} must hold the {self.n_items} items "
+                f"padded to a multiple of model={model}"
+            )
+        ks = self._check(user_emb[: self.n_users], item_emb[: self.n_items], ks)
+        if not len(self.users):
+            return {f"{n}@{k}": np.zeros(0, np.float32) for k in ks for n in METRIC_NAMES}
+        n_batches = self._batches.users.shape[0]
+        batches = _pad_batches(self._batches, -(-n_batches // data) * data, self.n_items)
+        out = _evaluate_on_mesh(
+            user_emb, item_emb, self._not_candidate, batches, mesh=mesh, ks=ks,
+            n_items=self.n_items,
+        )  # fmt: skip
+        if jax.process_count() > 1:
+            out = multihost_utils.process_allgather(out, tiled=True)
+        out = jax.device_get(out)
+        return {name: value[:n_batches].reshape(-1)[self._valid] for name, value in out.items()}
+
     def evaluate(
         self, user_emb: ArrayLike, item_emb: ArrayLike, ks: Sequence[int] = (20,)
     ) -> dict[str, float]:
@@ -340,11 +465,13 @@ class Evaluator:
           ``"recall@K"``, ``"ndcg@K"``, ``"hit_ratio@K"``, ``"precision@K"`` for each K;
           NaN when no user has a target.
         """
-        per_user = self.per_user(user_emb, item_emb, ks)
-        return {
-            name: float(np.mean(value, dtype=np.float64)) if len(value) else float("nan")
-            for name, value in per_user.items()
-        }
+        return _averaged(self.per_user(user_emb, item_emb, ks))
+
+    def evaluate_on_mesh(
+        self, user_emb: jax.Array, item_emb: jax.Array, ks: Sequence[int], mesh
+    ) -> dict[str, float]:
+        """evaluate with the work split over a mesh (see per_user_on_mesh)."""
+        return _averaged(self.per_user_on_mesh(user_emb, item_emb, ks, mesh))
 
     def top_items(self, user_emb: ArrayLike, item_emb: ArrayLike, k: int = 20) -> np.ndarray:
         """Each evaluated user's top-``k`` items after exclusion.
@@ -363,6 +490,14 @@ class Evaluator:
             return np.zeros((0, k), np.int32)
         out = _top_items_batches(user_emb, item_emb, self._not_candidate, self._batches, k)
         return np.asarray(out).reshape(-1, k)[self._valid]
+
+
+def _averaged(per_user: dict[str, np.ndarray]) -> dict[str, float]:
+    """Each metric's float64 mean over the evaluated users (NaN when there are none)."""
+    return {
+        name: float(np.mean(value, dtype=np.float64)) if len(value) else float("nan")
+        for name, value in per_user.items()
+    }
 
 
 def make_evaluator(

@@ -12,8 +12,11 @@ A jax.Array must split evenly over its mesh axis, and Coat's 290 users do not sp
 8 devices, so a placed state holds each row table padded with zero rows to a multiple
 of the `model` size. The epoch slices the padding off before the step and puts it back
 after: the step sees the logical shapes, and the padding never reaches a gradient, a
-sample or a checkpoint (`logical_state` returns the unpadded state on one device, which
-is what validation, diagnostics and checkpoints read).
+sample or a checkpoint (`host_state` and `host_params` return unpadded host arrays).
+
+Evaluation on a mesh (Evaluator.evaluate_on_mesh) splits the user batches over `data`
+and the items over `model`, each shard ranking its own items; diagnostics run on the
+placed state inside one jit. No step gathers the tables onto one device.
 
 Negatives stay exact under any mesh: every draw comes from a key folded from the run's
 counters and `jax_threefry_partitionable` (on by default) makes a sharded draw give the
@@ -28,6 +31,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -108,10 +112,13 @@ class Placement:
       mesh: the (data, model) mesh.
       rows: a pytree like the run's TrainState holding, per leaf, its logical number of
         rows when it is a row table (sharded over `model`, padded), else 0 (replicated).
+      n_users, n_items: the logical table sizes (the final embeddings' rows).
     """
 
     mesh: Mesh
     rows: object
+    n_users: int
+    n_items: int
 
     @classmethod
     def for_state(cls, mesh: Mesh, state, n_users: int, n_items: int) -> Placement:
@@ -120,7 +127,7 @@ class Placement:
             lambda path, x: int(np.shape(x)[0]) if _is_row_table(path, x, n_users, n_items) else 0,
             state,
         )
-        return cls(mesh, rows)
+        return cls(mesh, rows, n_users, n_items)
 
     @property
     def shape(self) -> dict[str, int]:
@@ -131,37 +138,51 @@ class Placement:
         """The mesh as --mesh spells it."""
         return f"data:{self.shape['data']},model:{self.shape['model']}"
 
+    def _shardings(self, rows):
+        table, replicated = NamedSharding(self.mesh, P("model")), NamedSharding(self.mesh, P())
+        return jax.tree_util.tree_map(lambda n: table if n else replicated, rows)
+
     def state_shardings(self):
         """NamedShardings of a placed state: row tables P("model"), the rest replicated."""
-        table, replicated = NamedSharding(self.mesh, P("model")), NamedSharding(self.mesh, P())
-        return jax.tree_util.tree_map(lambda n: table if n else replicated, self.rows)
+        return self._shardings(self.rows)
 
-    def pad(self, state):
-        """Row tables padded with zero rows to a multiple of the `model` size."""
-        model = self.shape["model"]
+    def _pad_rows(self, n: int, x):
+        """x (n rows, or already padded) padded with zero rows to a multiple of `model`."""
+        extra = padded_rows(n, self.shape["model"]) - x.shape[0] if n else 0
+        return jnp.pad(x, [(0, extra)] + [(0, 0)] * (x.ndim - 1)) if extra > 0 else x
 
-        def pad_rows(n, x):
-            extra = padded_rows(n, model) - n if n else 0
-            return jnp.pad(x, [(0, extra)] + [(0, 0)] * (x.ndim - 1)) if extra else x
+    def pad(self, state, rows=None):
+        """Row tables padded with zero rows to a multiple of the `model` size (`rows`:
+        the part of self.rows that `state` is, e.g. self.rows.cf_params)."""
+        return jax.tree_util.tree_map(self._pad_rows, self.rows if rows is None else rows, state)
 
-        return jax.tree_util.tree_map(pad_rows, self.rows, state)
-
-    def unpad(self, state):
+    def unpad(self, state, rows=None):
         """The inverse of pad: each row table cut back to its logical rows."""
-        return jax.tree_util.tree_map(lambda n, x: x[:n] if n else x, self.rows, state)
+        rows = self.rows if rows is None else rows
+        return jax.tree_util.tree_map(lambda n, x: x[:n] if n else x, rows, state)
 
     def place_state(self, state):
         """A logical state (device or host arrays) padded and laid out on the mesh."""
         return jax.tree_util.tree_map(_put, self.pad(state), self.state_shardings())
 
-    def logical_state(self, placed):
-        """The unpadded state of a placed one, on this process's first device (what
-        validation, diagnostics and checkpoints read)."""
-        replicated = jax.jit(self.unpad, out_shardings=NamedSharding(self.mesh, P()))(placed)
-        return jax.tree_util.tree_map(lambda x: x.addressable_data(0), replicated)
+    def place_params(self, cf_params):
+        """CF parameters (logical host arrays, or already placed) laid out on the mesh."""
+        rows = self.rows.cf_params
+        return jax.tree_util.tree_map(_put, self.pad(cf_params, rows), self._shardings(rows))
+
+    def host_state(self, placed):
+        """The unpadded state of a placed one in host memory, its key a device key (what
+        checkpoints store): gathered from every process, never onto one device."""
+        host = jax.tree_util.tree_map(_to_host, placed.replace(key=jax.random.key_data(placed.key)))
+        host = self.unpad(host)
+        return host.replace(key=jax.random.wrap_key_data(host.key))
+
+    def host_params(self, cf_params) -> dict:
+        """Placed CF parameters as unpadded host arrays (the best parameters)."""
+        return self.unpad(jax.tree_util.tree_map(_to_host, cf_params), self.rows.cf_params)
 
     def place_data(self, data):
-        """Training data replicated on every device of the mesh."""
+        """Arrays (training data, the diagnostics sample) replicated on every device."""
         replicated = NamedSharding(self.mesh, P())
         return jax.tree_util.tree_map(lambda x: _put(x, replicated), data)
 
@@ -180,6 +201,35 @@ class Placement:
 
         out = (self.state_shardings(), NamedSharding(self.mesh, P()))
         return jax.jit(on_placed, donate_argnums=0, out_shardings=out)
+
+    def embed(self, embed: Callable) -> Callable:
+        """embed(cf_params, data) -> (user_emb, item_emb) jitted on placed parameters:
+        user_emb [users padded, d] replicated, item_emb [items padded, d] over `model`
+        (what Evaluator.evaluate_on_mesh reads)."""
+
+        def on_placed(cf_params, data):
+            user, item = embed(self.unpad(cf_params, self.rows.cf_params), data)
+            return self._pad_rows(self.n_users, user), self._pad_rows(self.n_items, item)
+
+        out = (NamedSharding(self.mesh, P()), NamedSharding(self.mesh, P("model")))
+        return jax.jit(on_placed, out_shardings=out)
+
+    def diagnose(self, diagnose: Callable) -> Callable:
+        """diagnose(state, data, sample, user_emb, item_emb) on a placed state and the
+        padded embeddings of `embed`."""
+
+        def on_placed(state, data, sample, user_emb, item_emb):
+            user, item = user_emb[: self.n_users], item_emb[: self.n_items]
+            return diagnose(self.unpad(state), data, sample, user, item)
+
+        return jax.jit(on_placed, out_shardings=NamedSharding(self.mesh, P()))
+
+
+def _to_host(x) -> np.ndarray:
+    """A (possibly multi-process) array's whole value in this process's memory."""
+    if x.is_fully_addressable:
+        return np.asarray(jax.device_get(x))
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def _put(x, sharding: NamedSharding):

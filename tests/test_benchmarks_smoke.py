@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from advjax.data import load_dataset
@@ -150,3 +151,24 @@ def test_augmented_cells_cost_their_propagations():
                         rates=SLOW_RATES, log=lambda line: None)  # fmt: skip
     assert record["loss"] == "infonce+sgl" and record["epoch_s"] > 0
     assert "views" in record["cf_step_terms"] and math.isfinite(record["floor_ratio"])
+
+
+def test_sharding_benchmark_memory_model_and_catalogue():
+    from benchmarks import sharding
+
+    # 6 copies of 64 float32 per row; 290 users and 300 items over 8 shards: 37 + 38 rows.
+    assert sharding.model_table_bytes(290, 300, 1) == 590 * 64 * 4 * 6
+    assert sharding.model_table_bytes(290, 300, 8) == (37 + 38) * 64 * 4 * 6
+    assert sharding._mesh_sizes("one") == (1, 1)
+    assert sharding._mesh_sizes("data:4,model:2") == (4, 2)
+    alphas = dict(user_alpha=0.5, item_alpha=1.0)
+    data = sharding.synthetic_split(500, 300, 5000, seed=3, **alphas)
+    again = sharding.synthetic_split(500, 300, 5000, seed=3, **alphas)
+    assert (data.train.items == again.train.items).all()
+    indptr, items = data.train.indptr, data.train.items
+    assert indptr[0] == 0 and indptr[-1] == len(items) <= 5000 and (np.diff(indptr) >= 0).all()
+    for u in range(500):  # each user's items ascending and unique, as Interactions wants
+        row = items[indptr[u] : indptr[u + 1]]
+        assert (np.diff(row) > 0).all()
+    counts = np.bincount(items, minlength=300)
+    assert counts.max() > 20 * np.median(counts)  # a power law: a head far above the median

@@ -165,7 +165,7 @@ def _validate(track: _Track, state, epoch: int) -> Iterator[events.Event]:
                 )
         if improved:
             # Copied to host: the next epoch donates the state's device buffers.
-            track.best_params = jax.device_get(state.cf_params)
+            track.best_params = run.host_params(state.cf_params)
             if track.ckpt:
                 track.ckpt.save_best(epoch, track.best_params)
                 yield events.CheckpointSaved(epoch, "best")
@@ -175,7 +175,7 @@ def _validate(track: _Track, state, epoch: int) -> Iterator[events.Event]:
     yield events.Diagnostics(epoch, run.diagnostics(state, embedded))
     if track.ckpt:
         record = {**track.stopping.record(), "adversary_stopped": track.adversary_stopped}
-        track.ckpt.save(state, record)
+        track.ckpt.save(run.host_state(state), record)
         yield events.CheckpointSaved(epoch, "state")
 
 
@@ -184,7 +184,7 @@ def _finish(track: _Track, state, seconds: float, runs_in_program: int) -> Itera
     without a valid split)."""
     run, best_epoch, best_params = track.run, track.stopping.best_epoch, track.best_params
     if best_params is None:  # no validation split: report the final model
-        best_params, best_epoch = jax.device_get(state.cf_params), track.epoch
+        best_params, best_epoch = run.host_params(state.cf_params), track.epoch
     metrics = run.evaluate(best_params, list(run.evaluators))
     for name, values in metrics.items():
         check_finite(values, f"in the final {name} evaluation")
@@ -197,28 +197,21 @@ def _finish(track: _Track, state, seconds: float, runs_in_program: int) -> Itera
 
 class _OneRun:
     """A single run's state and its jitted epochs; on a mesh (run.placement) the state
-    is held placed and read back unpadded on one device (advjax/sharding.py)."""
+    is laid out there (advjax/sharding.py), and RunSetup reads it as it is."""
 
     def __init__(self, run: RunSetup, state):
-        self.placement = placement = run.placement
-        if placement is None:
-            self.data, self.state = run.train_data, state
-            self._cf_epoch, self._adv_epoch = run.fns.cf_epoch, run.fns.adv_epoch
-        else:
-            self.data = placement.place_data(run.train_data)
-            self.state = placement.place_state(state)
-            self._cf_epoch = placement.epoch(run.fns.pure_cf_epoch)
-            self._adv_epoch = placement.epoch(run.fns.pure_adv_epoch)
+        self.fns, self.data = run.fns, run.train_data
+        self.state = state if run.placement is None else run.placement.place_state(state)
 
     def state_of(self, index: int):
-        return self.state if self.placement is None else self.placement.logical_state(self.state)
+        return self.state
 
     def adv_epoch(self, wanted: list[bool]) -> list[dict]:
-        self.state, stats = self._adv_epoch(self.state, self.data)
+        self.state, stats = self.fns.adv_epoch(self.state, self.data)
         return [_floats(stats)]
 
     def cf_epoch(self, active: list[bool]) -> list[dict]:
-        self.state, stats = self._cf_epoch(self.state, self.data)
+        self.state, stats = self.fns.cf_epoch(self.state, self.data)
         return [_floats(stats)]
 
 

@@ -106,14 +106,32 @@ class RunSetup:
     placement: sharding.Placement | None = None
 
     def embed(self, cf_params) -> tuple[jax.Array, jax.Array]:
-        """(user_emb [U, d], item_emb [I, d]): the final embeddings at cf_params."""
+        """(user_emb [U, d], item_emb [I, d]): the final embeddings at cf_params. On a
+        mesh: cf_params placed or host arrays, the embeddings padded and laid out as
+        Placement.embed says."""
+        if self.placement is not None:
+            cf_params = self.placement.place_params(cf_params)
         return self.fns.embed(cf_params, self.train_data)
 
     def evaluate(self, cf_params, names, embedded=None) -> dict[str, dict[str, float]]:
         """{name: {metric@k: value}} of the evaluators `names` at cf_params; `embedded`:
         their final embeddings when already computed (self.embed)."""
         user_emb, item_emb = embedded if embedded is not None else self.embed(cf_params)
+        if self.placement is not None:
+            mesh, ks = self.placement.mesh, self.cfg.ks
+            return {n: self.evaluators[n].evaluate_on_mesh(user_emb, item_emb, ks, mesh)
+                    for n in names}  # fmt: skip
         return {n: self.evaluators[n].evaluate(user_emb, item_emb, self.cfg.ks) for n in names}
+
+    def host_state(self, state):
+        """What a checkpoint stores of `state` (on a mesh: unpadded, in host memory)."""
+        return state if self.placement is None else self.placement.host_state(state)
+
+    def host_params(self, cf_params) -> dict:
+        """CF parameters in host memory (the best parameters; on a mesh, unpadded)."""
+        if self.placement is None:
+            return jax.device_get(cf_params)
+        return self.placement.host_params(cf_params)
 
     def diagnostics(self, state: TrainState, embedded=None) -> dict[str, float]:
         """SPEC §7's diagnostics at `state` on the run's fixed sample (train/diagnose.py);
@@ -176,6 +194,15 @@ def setup_run(
     evaluators = build_evaluators(data, batch_size=cfg.eval_batch_size)
     sample = _diagnostics_sample(cfg, data, train_data, state)
     diagnose = make_diagnose(cfg)
+    if placement is not None:  # everything but the state (the loop places it) on the mesh
+        train_data, sample = placement.place_data(train_data), placement.place_data(sample)
+        fns = dataclasses.replace(
+            fns,
+            cf_epoch=placement.epoch(fns.pure_cf_epoch),
+            adv_epoch=placement.epoch(fns.pure_adv_epoch),
+            embed=placement.embed(fns.embed),
+        )
+        diagnose = placement.diagnose(diagnose)
     return RunSetup(cfg, data, train_data, fns, evaluators, state, sample, diagnose, placement)
 
 

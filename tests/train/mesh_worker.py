@@ -4,6 +4,7 @@ XLA_FLAGS=--xla_force_host_platform_device_count=8 (the device count is fixed wh
 starts, so the rest of the suite keeps its one device).
 
   python tests/train/mesh_worker.py CASE EPOCHS "data:8;data:4,model:2;model:8"
+  python tests/train/mesh_worker.py evaluation 0 "data:8;model:8"
 
 Each run takes EPOCHS CF epochs with an adversarial epoch before every fifth (the 3rd,
 8th, ...), from the same seed. Output, per mesh: the largest absolute difference of
@@ -16,6 +17,7 @@ import sys
 
 import jax
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from advjax.data import Interactions, SplitData, load_split_dir
 from advjax.train import TrainConfig
@@ -51,23 +53,17 @@ def yahoo_slice() -> SplitData:
 
 
 def train(case: str, epochs: int, mesh: str, data):
-    """(logical state after `epochs`, valid metrics, rows per device of the user table)."""
+    """(unpadded state after `epochs`, valid metrics evaluated where the state lives,
+    rows per device of the user table)."""
     run = setup_run(CASES[case], data, mesh=mesh)
-    placement, state, train_data = run.placement, run.state, run.train_data
-    cf_epoch, adv_epoch = run.fns.cf_epoch, run.fns.adv_epoch
-    if placement is not None:
-        state, train_data = placement.place_state(state), placement.place_data(train_data)
-        cf_epoch = placement.epoch(run.fns.pure_cf_epoch)
-        adv_epoch = placement.epoch(run.fns.pure_adv_epoch)
+    state = run.state if run.placement is None else run.placement.place_state(run.state)
     shard_rows = [s.data.shape[0] for s in state.cf_params["user"].addressable_shards]
     for epoch in range(epochs):
         if epoch % 5 == 2:
-            state, _ = adv_epoch(state, train_data)
-        state, _ = cf_epoch(state, train_data)
-    if placement is not None:
-        state = placement.logical_state(state)
-    valid = run.evaluate(state.cf_params, ["valid"])["valid"]
-    return state, valid, shard_rows
+            state, _ = run.fns.adv_epoch(state, run.train_data)
+        state, _ = run.fns.cf_epoch(state, run.train_data)
+    valid = run.evaluate(state.cf_params, ["valid"])["valid"]  # on a mesh: sharded
+    return run.host_state(state), valid, shard_rows
 
 
 def _arrays(state) -> dict[str, np.ndarray]:
@@ -76,7 +72,46 @@ def _arrays(state) -> dict[str, np.ndarray]:
     return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
 
 
+def evaluation_report(meshes: list[str]) -> dict:
+    """Per mesh and Coat evaluator (and one with not-candidate items): the largest
+    difference of Evaluator.per_user_on_mesh from per_user, for random embeddings with
+    an exact tie."""
+    from advjax.data import load_dataset
+    from advjax.evaluation import build_evaluators, make_evaluator
+    from advjax.sharding import make_mesh, padded_rows, parse_mesh
+
+    data = load_dataset("coat")
+    rng = np.random.default_rng(0)
+    user = rng.normal(size=(data.n_users, 16)).astype(np.float32)
+    item = rng.normal(size=(data.n_items, 16)).astype(np.float32)
+    item[7] = item[5]  # a tie, broken by the lower id on one device
+    evaluators = build_evaluators(data, batch_size=64)
+    blocked = np.arange(0, data.n_items, 7)
+    evaluators["not_candidate"] = make_evaluator(
+        "not_candidate", data.valid, [data.train], n_items=data.n_items, batch_size=50,
+        not_candidate=blocked,
+    )  # fmt: skip
+    report = {}
+    for spec in meshes:
+        mesh = make_mesh(*parse_mesh(spec, jax.device_count()))
+        padded = np.zeros((padded_rows(data.n_items, mesh.shape["model"]), 16), np.float32)
+        padded[: data.n_items] = item
+        on_mesh = (
+            jax.device_put(user, NamedSharding(mesh, PartitionSpec())),
+            jax.device_put(padded, NamedSharding(mesh, PartitionSpec("model"))),
+        )
+        report[spec] = {}
+        for name, evaluator in evaluators.items():
+            alone = evaluator.per_user(user, item, (5, 20))
+            split = evaluator.per_user_on_mesh(*on_mesh, (5, 20), mesh)
+            report[spec][name] = {m: float(np.max(np.abs(split[m] - alone[m]))) for m in alone}
+    return report
+
+
 def main(case: str, epochs: int, meshes: list[str]) -> None:
+    if case == "evaluation":
+        print(json.dumps(evaluation_report(meshes)))
+        return
     data = yahoo_slice() if case.startswith("yahoo") else None
     base, base_valid, _ = train(case, epochs, "", data)
     base = _arrays(base)

@@ -96,6 +96,22 @@ def test_meshes_train_what_one_device_trains(case):
             assert abs(got["valid"][metric] - value) <= METRIC_ATOL, (mesh, metric)
 
 
+def test_sharded_evaluation_ranks_as_one_device():
+    # Items split over model (padded: 300 over 8), batches over data (padded: empty ones).
+    meshes = ("data:8", "data:4,model:2", "model:8", "data:3", "data:2,model:4")
+    proc = run_module(
+        "tests.train.mesh_worker", "evaluation", "0", ";".join(meshes), env=EIGHT_DEVICES
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    for mesh in meshes:
+        assert set(report[mesh]) == {"valid", "test_id", "test_ood", "not_candidate"}
+        for name, diffs in report[mesh].items():
+            for metric, diff in diffs.items():
+                # Hit counts are integers; the DCG sums may differ in the last float bit.
+                assert diff <= (1e-6 if metric.startswith("ndcg") else 0.0), (mesh, name, metric)
+
+
 # As tests/test_resume.py's run: adversarial epochs at 3, 8, 13, 18; checkpoints every 5.
 RUN_ARGS = ["--lr=0.01", "--t_adv=5", "--e_adv=4", "--max_epochs=25", "--eval_every=5"]
 
