@@ -517,17 +517,26 @@ def spawn_cell(cell: str) -> dict:
     ]
     dataset, backbone, loss = cell.split("/")
     record = {"dataset": dataset, "backbone": backbone, "loss": loss}
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    found, status = spawn_record(args)
+    if found is None:
+        record["error"] = f"child exited with status {status}"
+        return record
+    return found
+
+
+def spawn_record(args: list[str], *, env: dict | None = None) -> tuple[dict | None, int]:
+    """Runs a benchmark child (`args`, from the repository root), echoing its lines
+    indented; returns (the record it printed after RECORD_PREFIX, or None when it
+    printed none or failed; its exit status)."""
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
     found = None
     for line in proc.stdout:
         if line.startswith(RECORD_PREFIX):
             found = json.loads(line[len(RECORD_PREFIX) :])
         else:
             print("  | " + line.rstrip(), flush=True)
-    if proc.wait() != 0 or found is None:
-        record["error"] = f"child exited with status {proc.returncode}"
-        return record
-    return found
+    status = proc.wait()
+    return (found if status == 0 else None), status
 
 
 def default_json_path() -> pathlib.Path:

@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 
 from absl import app, flags
+
+from benchmarks.run import RECORD_PREFIX, spawn_record
 
 FLAGS = flags.FLAGS
 
@@ -64,7 +65,6 @@ def define_flags() -> None:
     flags.DEFINE_string("child", "", "Internal: run this mesh and print its record.")
 
 
-RECORD_PREFIX = "SHARDING_RECORD "
 FAMILIES = ("cf_params", "cf_opt", "adv_params", "adv_opt", "loss_state", "data")
 DIM, COPIES = 64, 6  # AdvInfoNCE: CF and hardness tables, each with Adam's mu and nu
 
@@ -205,18 +205,10 @@ def spawn(mesh: str) -> dict:
             env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={FLAGS.devices}"
         ).strip()
     args = [a for a in sys.argv[1:] if not a.startswith("--child")]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.sharding", *args, f"--child={mesh}"],
-        env=env, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    record = None
-    for line in proc.stdout:
-        if line.startswith(RECORD_PREFIX):
-            record = json.loads(line[len(RECORD_PREFIX) :])
-        else:
-            print("  | " + line.rstrip(), flush=True)
-    if proc.wait() != 0 or record is None:
-        return {"mesh": mesh, "error": f"child exited with status {proc.returncode}"}
+    command = [sys.executable, "-m", "benchmarks.sharding", *args, f"--child={mesh}"]
+    record, status = spawn_record(command, env=env)
+    if record is None:
+        return {"mesh": mesh, "error": f"child exited with status {status}"}
     return record
 
 
