@@ -67,14 +67,24 @@ class _HostCSR:
         return out
 
 
+# jax.pure_callback hands its callback jax.Arrays on the CPU device. Every callback here
+# turns them into NumPy arrays first: a jnp operation inside a callback (x.copy(),
+# total += layer) dispatches a nested XLA computation from one of XLA's own threads,
+# which deadlocked a 2-core SGL search after about 300 epochs (2026-12-03).
+
+
 def _host_layer_mean(indptr, cols, weights, x, *, n_layers: int) -> np.ndarray:
+    x = np.asarray(x)
     n = x.shape[0]
     adj = _HostCSR(indptr, cols, weights, (n, n))
     total, layer = x.copy(), x
     for _ in range(n_layers):
         layer = adj @ layer
         total += layer
-    return (total / (n_layers + 1)).astype(x.dtype, copy=False)
+    # The product by the rounded reciprocal, as XLA computes a division by a constant:
+    # the mean keeps the bits it had when these were jnp operations (published runs).
+    scale = x.dtype.type(1) / x.dtype.type(n_layers + 1)
+    return (total * scale).astype(x.dtype, copy=False)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -112,8 +122,9 @@ host_csr_propagate.defvjp(_host_csr_fwd, _host_csr_bwd)
 
 
 def _host_product(indptr, cols, weights, x) -> np.ndarray:
+    x = np.asarray(x)
     n = x.shape[0]
-    return (_HostCSR(indptr, cols, weights, (n, n)) @ np.asarray(x)).astype(x.dtype, copy=False)
+    return (_HostCSR(indptr, cols, weights, (n, n)) @ x).astype(x.dtype, copy=False)
 
 
 @jax.custom_vjp

@@ -327,3 +327,29 @@ def test_layers_match_float64_reference_values_and_gradients(method):
             lambda x: propagate_layers(x, graph, 2, method)[2], (jnp.asarray(x[:, :2]),),
             order=1, modes=("rev",),
         )  # fmt: skip
+
+
+def test_host_callbacks_compute_in_numpy_alone():
+    # jax.pure_callback hands its callback jax.Arrays; a jnp operation on them inside the
+    # callback is a nested XLA computation, which deadlocked a 2-core run. The host
+    # functions must turn their inputs into NumPy arrays and return NumPy arrays.
+    from advjax.models import host_propagation
+
+    data = load_dataset("coat")
+    graph = _device_graph(data)
+    adj = _dense_adjacency(data)
+    x = np.random.default_rng(1).normal(size=(adj.shape[0], 8)).astype(np.float32)
+    args = (graph.indptr, graph.cols, graph.weights, jnp.asarray(x))
+    mean = host_propagation._host_layer_mean(*args, n_layers=2)
+    product = host_propagation._host_product(*args)
+    for got in (mean, product):
+        assert type(got) is np.ndarray and got.dtype == np.float32
+    np.testing.assert_allclose(mean, (x + adj @ x + adj @ adj @ x) / 3, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(product, adj @ x, rtol=1e-5, atol=1e-6)
+    # The mean is bit for bit what the former jnp arithmetic gave: XLA computes the
+    # division by 3 as a product by the rounded reciprocal, which differs from NumPy's
+    # division in the last bit of some entries.
+    second = host_propagation._host_product(*args[:3], product)
+    total = x + product + second
+    np.testing.assert_array_equal(mean, np.asarray(jnp.asarray(total) / 3))
+    assert not np.array_equal(mean, total / np.float32(3))  # the check can tell them apart
