@@ -177,6 +177,19 @@ class Placement:
         host = self.unpad(host)
         return host.replace(key=jax.random.wrap_key_data(host.key))
 
+    def abstract_state(self, state):
+        """ShapeDtypeStructs of `state` placed (padded rows, shardings), its key as raw
+        data: the target a checkpoint restores into (RunCheckpoints.restore_latest)."""
+        tree = state.replace(key=jax.random.key_data(state.key))
+        model = self.shape["model"]
+        return jax.tree_util.tree_map(
+            lambda n, x, sharding: jax.ShapeDtypeStruct(
+                (padded_rows(n, model), *np.shape(x)[1:]) if n else np.shape(x), x.dtype,
+                sharding=sharding,
+            ),
+            self.rows, tree, self.state_shardings(),
+        )  # fmt: skip
+
     def host_params(self, cf_params) -> dict:
         """Placed CF parameters as unpadded host arrays (the best parameters)."""
         return self.unpad(jax.tree_util.tree_map(_to_host, cf_params), self.rows.cf_params)

@@ -71,7 +71,7 @@ def _logged_epochs(workdir) -> list[int]:
     return [json.loads(line)["epoch"] for line in lines if "final" not in json.loads(line)]
 
 
-def test_killed_runs_resume_bit_identical(tmp_path, uninterrupted):
+def test_killed_runs_resume_bit_identical(tmp_path, uninterrupted, straight_workdir):
     workdir = tmp_path / "killed"
     # At the start of the first adversarial epoch (its compile and run follow the epoch
     # 2 line), right after a checkpoint, between checkpoints, and again at the start of
@@ -88,7 +88,7 @@ def test_killed_runs_resume_bit_identical(tmp_path, uninterrupted):
     assert f"resumed from the checkpoint of epoch {newest}" in out and newest >= 10
     assert _comparable(workdir) == uninterrupted
     # Replayed epochs are logged once: the scalars of killed epochs were cut on resume.
-    assert _logged_epochs(workdir) == _logged_epochs(workdir.parent.parent / "straight0")
+    assert _logged_epochs(workdir) == _logged_epochs(straight_workdir)
     kept = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert len(kept) == 2  # --max_to_keep
 
@@ -184,7 +184,7 @@ def test_disk_full_is_one_line(full_disk):
     assert line.startswith("error: ") and "no space left on device" in line
 
 
-def test_killed_seed_batch_resumes_bit_identical(tmp_path, uninterrupted):
+def test_killed_seed_batch_resumes_bit_identical(tmp_path, uninterrupted, straight_workdir):
     """--seeds trains in one program; killed and resumed, each seed's report equals the
     seed trained alone without interruption (the default seed, 2023, is `uninterrupted`)."""
     root = tmp_path / "seeds"
@@ -194,7 +194,7 @@ def test_killed_seed_batch_resumes_bit_identical(tmp_path, uninterrupted):
     out = _run(root, "--seeds=2023,7")
     assert "seed 7: resumed from the checkpoint of epoch" in out
     assert _comparable(root / "seed2023") == uninterrupted
-    assert _logged_epochs(root / "seed2023") == _logged_epochs(tmp_path.parent / "straight0")
+    assert _logged_epochs(root / "seed2023") == _logged_epochs(straight_workdir)
     alone = tmp_path / "seed7_alone"
     _run(alone, "--seed=7")
     assert _comparable(root / "seed7") == _comparable(alone)

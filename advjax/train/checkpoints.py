@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from advjax import distributed
@@ -90,6 +91,26 @@ def load_run_config(workdir: str) -> TrainConfig:
 def _host_tree(state: TrainState):
     """State as NumPy arrays with the typed PRNG key as raw data (Orbax stores arrays)."""
     return jax.device_get(state.replace(key=jax.random.key_data(state.key)))
+
+
+def _stored_tree(state: TrainState):
+    """What a checkpoint stores: the host tree, except for a state laid out on a mesh
+    (advjax/sharding.py), whose arrays Orbax writes shard by shard from the processes
+    that hold them, padded as they are (restore_latest cuts or pads them to the mesh it
+    restores on)."""
+    tree = state.replace(key=jax.random.key_data(state.key))
+    on_mesh = any(
+        isinstance(x, jax.Array) and len(x.sharding.device_set) > 1
+        for x in jax.tree_util.tree_leaves(tree)
+    )
+    return tree if on_mesh else jax.device_get(tree)
+
+
+def _cut_to(tree, abstract):
+    """Each array of `tree` cut to its `abstract` rows (a mesh's zero padding dropped)."""
+    return jax.tree_util.tree_map(
+        lambda x, a: x[: a.shape[0]] if np.shape(x) != a.shape else x, tree, abstract
+    )
 
 
 class RunCheckpoints:
@@ -178,7 +199,7 @@ class RunCheckpoints:
         record beside it (EarlyStopping.record)."""
         epoch = int(state.epoch)
         args = ocp.args.Composite(
-            state=ocp.args.StandardSave(_host_tree(state)),
+            state=ocp.args.StandardSave(_stored_tree(state)),
             loop=ocp.args.JsonSave(stopping),
         )
         self._guarded_save(self._states, epoch, args, "checkpoint")
@@ -204,25 +225,36 @@ class RunCheckpoints:
             "the previous checkpoints are intact"
         )
 
-    def restore_latest(self, template: TrainState) -> tuple[TrainState, dict] | None:
+    def restore_latest(self, template: TrainState, target=None) -> tuple[TrainState, dict] | None:
         """The newest readable checkpoint (state, early-stopping record), or None.
 
         A checkpoint that fails to restore is reported in one line and moved to
         checkpoints_unreadable/, and the next older one is tried.
+
+        Args:
+          template: a state of the run's shapes (its fresh state).
+          target: for a run on a mesh, the abstract placed state
+            (Placement.abstract_state): arrays are read straight into their shards,
+            their rows cut or zero-padded to this mesh's padding. None: host arrays of
+            the template's shapes (a mesh's padding cut off).
         """
-        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _host_tree(template))
+        if target is None:
+            # NumPy arrays as the target: Orbax reads them whole at their stored shapes
+            # (a mesh's are padded and sharded; those are cut below).
+            abstract = _host_tree(template)
+            restore = ocp.args.StandardRestore(abstract)
+        else:  # not strict: rows may be cut or zero-padded to this mesh's padding
+            abstract = target
+            restore = ocp.args.StandardRestore(abstract, strict=False)
         for epoch in sorted(self._states.all_steps(), reverse=True):
             try:
                 restored = self._states.restore(
-                    epoch,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(abstract), loop=ocp.args.JsonRestore()
-                    ),
+                    epoch, args=ocp.args.Composite(state=restore, loop=ocp.args.JsonRestore())
                 )
             except Exception as err:  # noqa: BLE001 - any failure means unreadable
                 self._set_aside(epoch, err)
                 continue
-            tree = restored.state
+            tree = restored.state if target is not None else _cut_to(restored.state, abstract)
             state = tree.replace(key=jax.random.wrap_key_data(tree.key))
             stopping = dict(restored.loop)
             # A best checkpoint newer than this state belongs to epochs about to be replayed.

@@ -127,13 +127,14 @@ def _open(run: RunSetup, workdir: str | None, *, restart: bool, max_to_keep: int
         track.ckpt = RunCheckpoints(
             workdir, cfg, max_to_keep=max_to_keep, restart=restart, log=notes.append
         )
-        restored = track.ckpt.restore_latest(state)
+        target = run.placement.abstract_state(state) if run.placement else None
+        restored = track.ckpt.restore_latest(state, target)
         yield from map(events.Note, notes)
         if restored is not None:
             state, record = restored
             track.stopping = track.stopping.restored(record)
             track.adversary_stopped = bool(record.get("adversary_stopped", False))
-            track.best_params = track.ckpt.restore_best(jax.device_get(state.cf_params))
+            track.best_params = track.ckpt.restore_best(jax.device_get(run.state.cf_params))
             yield events.Resumed(
                 int(state.epoch), workdir, track.stopping.best_score, track.stopping.best_epoch
             )
@@ -175,7 +176,7 @@ def _validate(track: _Track, state, epoch: int) -> Iterator[events.Event]:
     yield events.Diagnostics(epoch, run.diagnostics(state, embedded))
     if track.ckpt:
         record = {**track.stopping.record(), "adversary_stopped": track.adversary_stopped}
-        track.ckpt.save(run.host_state(state), record)
+        track.ckpt.save(state, record)
         yield events.CheckpointSaved(epoch, "state")
 
 

@@ -123,10 +123,6 @@ class RunSetup:
                     for n in names}  # fmt: skip
         return {n: self.evaluators[n].evaluate(user_emb, item_emb, self.cfg.ks) for n in names}
 
-    def host_state(self, state):
-        """What a checkpoint stores of `state` (on a mesh: unpadded, in host memory)."""
-        return state if self.placement is None else self.placement.host_state(state)
-
     def host_params(self, cf_params) -> dict:
         """CF parameters in host memory (the best parameters; on a mesh, unpadded)."""
         if self.placement is None:

@@ -5,6 +5,7 @@ starts, so the rest of the suite keeps its one device).
 
   python tests/train/mesh_worker.py CASE EPOCHS "data:8;data:4,model:2;model:8"
   python tests/train/mesh_worker.py evaluation 0 "data:8;model:8"
+  python tests/train/mesh_worker.py checkpoint 0 "model:8;model:4;WORKDIR"
 
 Each run takes EPOCHS CF epochs with an adversarial epoch before every fifth (the 3rd,
 8th, ...), from the same seed. Output, per mesh: the largest absolute difference of
@@ -63,7 +64,8 @@ def train(case: str, epochs: int, mesh: str, data):
             state, _ = run.fns.adv_epoch(state, run.train_data)
         state, _ = run.fns.cf_epoch(state, run.train_data)
     valid = run.evaluate(state.cf_params, ["valid"])["valid"]  # on a mesh: sharded
-    return run.host_state(state), valid, shard_rows
+    host = state if run.placement is None else run.placement.host_state(state)
+    return host, valid, shard_rows
 
 
 def _arrays(state) -> dict[str, np.ndarray]:
@@ -108,7 +110,41 @@ def evaluation_report(meshes: list[str]) -> dict:
     return report
 
 
+def checkpoint_report(saved_on: str, restored_on: str, workdir: str) -> dict:
+    """A Coat state trained 3 epochs on mesh `saved_on`, checkpointed, and restored on
+    `restored_on` and on one device: their padded rows, and whether each restored
+    state, unpadded, equals the saved one."""
+    from advjax.train.checkpoints import RunCheckpoints
+
+    cfg = CASES["coat_mf"]
+    run = setup_run(cfg, mesh=saved_on)
+    state = run.placement.place_state(run.state)
+    for _ in range(3):
+        state, _ = run.fns.cf_epoch(state, run.train_data)
+    ckpt = RunCheckpoints(workdir, cfg, log=lambda line: print(line, file=sys.stderr))
+    ckpt.save(state, {"best_epoch": 0})
+    saved = _arrays(run.placement.host_state(state))
+    report = {"saved_user_rows": int(state.cf_params["user"].shape[0])}
+    rows, equal = {}, {}
+    for mesh in (restored_on, "one"):
+        other = setup_run(cfg, mesh="" if mesh == "one" else mesh)
+        target = other.placement.abstract_state(other.state) if other.placement else None
+        restored, _ = ckpt.restore_latest(other.state, target)
+        rows[mesh] = int(restored.cf_params["user"].shape[0])
+        if other.placement is not None:
+            restored = other.placement.host_state(restored)
+        got = _arrays(restored)
+        equal[mesh] = got.keys() == saved.keys() and all(
+            np.array_equal(got[name], saved[name]) for name in saved
+        )
+    ckpt.close()
+    return {**report, "restored_user_rows": rows, "equal": equal}
+
+
 def main(case: str, epochs: int, meshes: list[str]) -> None:
+    if case == "checkpoint":
+        print(json.dumps(checkpoint_report(*meshes)))
+        return
     if case == "evaluation":
         print(json.dumps(evaluation_report(meshes)))
         return

@@ -125,7 +125,7 @@ def _results(workdir: pathlib.Path) -> dict:
 @pytest.fixture(scope="module")
 def one_device(tmp_path_factory) -> dict:
     """results.json of RUN_ARGS trained on one device."""
-    straight = tmp_path_factory.mktemp("straight")
+    straight = tmp_path_factory.mktemp("one_device")
     proc = run_module("experiments.run", *RUN_ARGS, f"--workdir={straight}", env=EIGHT_DEVICES)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return _results(straight)
@@ -142,22 +142,37 @@ def _assert_same_results(got: dict, alone: dict) -> None:
     assert got["flags"] == alone["flags"]  # the mesh is placement, not configuration
 
 
-def test_a_run_checkpointed_on_eight_devices_resumes_on_four_then_one(tmp_path, one_device):
+def test_a_run_checkpointed_on_eight_devices_resumes_on_one_then_four(tmp_path, one_device):
+    # model:8 pads Coat's 290 users and 295 items to 296 rows each and saves them
+    # shard by shard; one device reads them back cut to 290 and 295; data:2,model:2
+    # reads that host checkpoint straight into its shards.
     workdir = tmp_path / "moved"
     args = (*RUN_ARGS, f"--workdir={workdir}")
     kill_module_after(
-        "experiments.run", *args, "--mesh=data:4,model:2", marker="epoch    7 ", env=EIGHT_DEVICES
+        "experiments.run", *args, "--mesh=model:8", marker="epoch    7 ", env=EIGHT_DEVICES
     )
-    log = kill_module_after(
-        "experiments.run", *args, "--mesh=data:2,model:2", marker="epoch   12 ", env=EIGHT_DEVICES
-    )
+    log = kill_module_after("experiments.run", *args, marker="epoch   12 ", env=EIGHT_DEVICES)
     assert "resumed from the checkpoint of epoch 5" in log
-    proc = run_module("experiments.run", *args, env=EIGHT_DEVICES)  # one device
+    proc = run_module("experiments.run", *args, "--mesh=data:2,model:2", env=EIGHT_DEVICES)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resumed from the checkpoint of epoch 10" in proc.stdout
     moved = _results(workdir)
     _assert_same_results(moved, one_device)
-    assert "mesh" not in moved["platform"]  # its last leg ran on one device
+    assert moved["platform"]["mesh"] == "data:2,model:2"  # its last leg's
+
+
+def test_a_padded_checkpoint_restores_on_another_mesh(tmp_path):
+    # model:8's padded rows (296, 296) restored on model:4 (292, 296) and on one device:
+    # the same logical state.
+    proc = run_module(
+        "tests.train.mesh_worker", "checkpoint", "0", f"model:8;model:4;{tmp_path}",
+        env=EIGHT_DEVICES,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["saved_user_rows"] == 296
+    assert report["restored_user_rows"] == {"model:4": 292, "one": 290}
+    assert report["equal"] == {"model:4": True, "one": True}
 
 
 def _free_port() -> int:
