@@ -12,7 +12,9 @@ A jax.Array must split evenly over its mesh axis, and Coat's 290 users do not sp
 8 devices, so a placed state holds each row table padded with zero rows to a multiple
 of the `model` size. The epoch slices the padding off before the step and puts it back
 after: the step sees the logical shapes, and the padding never reaches a gradient, a
-sample or a checkpoint (`host_state` and `host_params` return unpadded host arrays).
+sample (`host_state` and `host_params` return unpadded host arrays). Checkpoints keep
+it: each process writes its shards, and a restore reads them into another mesh's
+padding (`abstract_state`; RunCheckpoints.restore_latest).
 
 Evaluation on a mesh (Evaluator.evaluate_on_mesh) splits the user batches over `data`
 and the items over `model`, each shard ranking its own items; diagnostics run on the
