@@ -173,8 +173,9 @@ class Placement:
         return jax.tree_util.tree_map(_put, self.pad(cf_params, rows), self._shardings(rows))
 
     def host_state(self, placed):
-        """The unpadded state of a placed one in host memory, its key a device key (what
-        checkpoints store): gathered from every process, never onto one device."""
+        """The unpadded state of a placed one in host memory, its key a device key: the
+        whole run's values, gathered from every process, never onto one device (for
+        inspection and comparison; checkpoints keep the shards as they are)."""
         host = jax.tree_util.tree_map(_to_host, placed.replace(key=jax.random.key_data(placed.key)))
         host = self.unpad(host)
         return host.replace(key=jax.random.wrap_key_data(host.key))
