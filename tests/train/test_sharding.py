@@ -61,9 +61,10 @@ def test_auto_mesh_puts_tables_on_model_only_past_the_budget():
     assert sharding.padded_rows(296, 8) == 296
 
 
-def _worker(case: str, epochs: int = 20) -> dict:
+def _worker(case: str, epochs: int = 20, meshes=MESHES) -> dict:
+    """tests/train/mesh_worker.py's JSON report on 8 virtual devices."""
     proc = run_module(
-        "tests.train.mesh_worker", case, str(epochs), ";".join(MESHES),
+        "tests.train.mesh_worker", case, str(epochs), ";".join(meshes),
         env=EIGHT_DEVICES, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -97,13 +98,10 @@ def test_meshes_train_what_one_device_trains(case):
 
 
 def test_sharded_evaluation_ranks_as_one_device():
-    # Items split over model (padded: 300 over 8), batches over data (padded: empty ones).
+    # Items split over model (padded: 295 to 296 over 8), batches over data (padded
+    # with empty batches).
     meshes = ("data:8", "data:4,model:2", "model:8", "data:3", "data:2,model:4")
-    proc = run_module(
-        "tests.train.mesh_worker", "evaluation", "0", ";".join(meshes), env=EIGHT_DEVICES
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = _worker("evaluation", 0, meshes)
     for mesh in meshes:
         assert set(report[mesh]) == {"valid", "test_id", "test_ood", "not_candidate"}
         for name, diffs in report[mesh].items():
@@ -164,12 +162,7 @@ def test_a_run_checkpointed_on_eight_devices_resumes_on_one_then_four(tmp_path, 
 def test_a_padded_checkpoint_restores_on_another_mesh(tmp_path):
     # model:8's padded rows (296, 296) restored on model:4 (292, 296) and on one device:
     # the same logical state.
-    proc = run_module(
-        "tests.train.mesh_worker", "checkpoint", "0", f"model:8;model:4;{tmp_path}",
-        env=EIGHT_DEVICES,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = _worker("checkpoint", 0, ("model:8", "model:4", str(tmp_path)))
     assert report["saved_user_rows"] == 296
     assert report["restored_user_rows"] == {"model:4": 292, "one": 290}
     assert report["equal"] == {"model:4": True, "one": True}
