@@ -200,10 +200,11 @@ def run_child(mesh: str) -> dict:
 def spawn(mesh: str) -> dict:
     """run_child(mesh) in a fresh interpreter with the virtual devices."""
     env = dict(os.environ)
-    if not FLAGS.real_devices:
+    if not FLAGS.real_devices:  # virtual CPU devices, even on a GPU host
         env["XLA_FLAGS"] = (
             env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={FLAGS.devices}"
         ).strip()
+        env["JAX_PLATFORMS"] = "cpu"
     args = [a for a in sys.argv[1:] if not a.startswith("--child")]
     command = [sys.executable, "-m", "benchmarks.sharding", *args, f"--child={mesh}"]
     record, status = spawn_record(command, env=env)

@@ -28,7 +28,8 @@ from advjax import sharding
 from advjax.errors import ConfigError
 from tests.helpers import REPO, SHARED_DATA, kill_module_after, run_module
 
-EIGHT_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+# On the CPU platform even on a GPU host, where the virtual devices would not be the default.
+EIGHT_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
 MESHES = ("data:8", "data:4,model:2", "model:8")
 STATE_ATOL = 5e-5
 # Metrics are discrete: a reordered near-tie may swap one ranked item. None did in the
@@ -182,6 +183,7 @@ def test_two_processes_train_one_run_and_the_first_writes_it(tmp_path, one_devic
     )  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    env["JAX_PLATFORMS"] = "cpu"
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "experiments.run", *joined, f"--process_id={index}"],
