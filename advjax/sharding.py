@@ -266,11 +266,18 @@ def table_bytes(state, n_users: int, n_items: int) -> int:
     return total
 
 
+def uses_mesh(spec: str) -> bool:
+    """Whether --mesh asks for a mesh: not for "", and not for "auto" with one device
+    (which keeps the one-device path and its faster propagation)."""
+    shape = parse_mesh(spec, jax.device_count())
+    return shape is not None and not (shape == "auto" and jax.device_count() == 1)
+
+
 def make_placement(spec: str, state, n_users: int, n_items: int) -> Placement | None:
     """The Placement --mesh asks for (None: one device, the default path)."""
-    shape = parse_mesh(spec, jax.device_count())
-    if shape is None:
+    if not uses_mesh(spec):
         return None
+    shape = parse_mesh(spec, jax.device_count())
     if shape == "auto":
         shape = auto_mesh_shape(jax.device_count(), table_bytes(state, n_users, n_items))
     return Placement.for_state(make_mesh(*shape), state, n_users, n_items)

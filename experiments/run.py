@@ -81,9 +81,9 @@ def _define_run_flags() -> None:
         "",
         "Train on a device mesh (advjax/sharding.py): 'data:D,model:M' splits batches over D "
         "devices and the user/item tables (and their Adam moments) row-wise over M; 'auto' "
-        "puts every device on data unless the tables exceed 2 GiB per device. Empty: one "
-        "device. Results match one device up to float32 reordering; a run resumes on any "
-        "mesh.",
+        "puts every device on data unless the tables exceed 2 GiB per device (with one "
+        "device: no mesh). Empty: one device. Results match one device up to float32 "
+        "reordering; a run resumes on any mesh.",
     )
     flags.DEFINE_string(
         "coordinator_address",

@@ -165,7 +165,7 @@ def setup_run(
       mesh: --mesh: "" trains on one device; "auto" or "data:D,model:M" on a device
         mesh (advjax/sharding.py; the loop places the state and data there).
     """
-    on_mesh = sharding.parse_mesh(mesh, jax.device_count()) is not None
+    on_mesh = sharding.uses_mesh(mesh)
     if on_mesh:
         mesh_method(cfg.propagation)  # refuses host_csr before anything is loaded
     if data is None:

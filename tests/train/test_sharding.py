@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -49,6 +50,14 @@ def test_parse_mesh():
             sharding.parse_mesh(bad, 8)
     with pytest.raises(ConfigError, match="needs 16 devices; 8 are visible"):
         sharding.parse_mesh("data:8,model:2", 8)
+
+
+@pytest.mark.skipif(jax.device_count() != 1, reason="needs a process with one device")
+def test_auto_on_one_device_keeps_the_one_device_path():
+    assert sharding.uses_mesh("auto") is False
+    assert sharding.make_placement("auto", {}, 10, 10) is None
+    assert sharding.uses_mesh("data:1") is True  # an explicit 1 x 1 mesh is a mesh
+    assert sharding.uses_mesh("") is False
 
 
 def test_auto_mesh_puts_tables_on_model_only_past_the_budget():
