@@ -6,19 +6,22 @@
 
 Every flag of experiments.run sets the base configuration; --grid names TrainConfig
 fields with comma-separated values ("name=v1,v2;name2=..."). Each grid point trains
-in-process (the split is loaded once; no checkpoints) and is appended to --out as soon
-as it finishes, so a killed search resumes where it stopped. Points that differ only in
-settings one program may vary (--batch_points; advjax/train/batch.py: temperatures,
-learning rates, loss weights, schedule, budgets) train together in one program and are
-appended when the last of them stops; their numbers equal the points trained alone to
-float32 rounding (a traced setting is an input there, a constant alone). The point with the best
-valid Recall@20 wins; the test metrics are recorded beside it, never used to choose.
-The winner's flag lines are printed, ready for a flagfile header.
+in-process (the split is loaded once) and is appended to --out as soon as it finishes,
+so a killed search resumes where it stopped; a point cut short resumes from its last
+checkpoint, in its workdir under --runs (runs/search/<out's name>/<point>). Points
+that differ only in settings one program may vary (--batch_points;
+advjax/train/batch.py: temperatures, learning rates, loss weights, schedule, budgets)
+train together in one program and are appended when the last of them stops; their
+numbers equal the points trained alone to float32 rounding (a traced setting is an
+input there, a constant alone). The point with the best valid Recall@20 wins; the test
+metrics are recorded beside it, never used to choose. The winner's flag lines are
+printed, ready for a flagfile header.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import os
@@ -39,6 +42,12 @@ from experiments import cli, run
 
 flags.DEFINE_string("grid", "", 'Grid over TrainConfig fields: "name=v1,v2;name2=v3,v4".')
 flags.DEFINE_string("out", "", "JSON record of every point (appended as points finish).")
+flags.DEFINE_string(
+    "runs",
+    "runs/search",
+    "Root of the points' checkpointed workdirs, one folder per --out (a killed point "
+    "resumes from its last checkpoint); empty: no checkpoints.",
+)
 flags.DEFINE_bool(
     "batch_points",
     True,
@@ -80,6 +89,15 @@ def _key(point: dict) -> str:
     return json.dumps(point, sort_keys=True)
 
 
+def point_workdir(runs: str, point: dict) -> str:
+    """runs/<name=value,...> for one grid point, names sorted; a hash of that where it
+    would be too long for a file name."""
+    name = ",".join(f"{k}={v}" for k, v in sorted(point.items())).replace(os.sep, "_")
+    if len(name) > 120:
+        name = "point-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    return os.path.join(runs, name)
+
+
 def _save(record: dict, out: str) -> None:
     if out:
         os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
@@ -110,11 +128,15 @@ def search(
     log=print,
     batch: bool = True,
     batching: str = "map",
+    runs: str = "",
 ) -> dict:
     """Runs the points not yet in `out`; returns the record with the winner ("best"),
     which is also `out`'s last version (every version written atomically). With `batch`,
     points differing only in settings one program may vary train together
-    (`batching`: advjax/train/batch.py), and are recorded when their group ends."""
+    (`batching`: advjax/train/batch.py), and are recorded when their group ends. With
+    `runs`, each point trains in its workdir there (point_workdir), checkpointed: a
+    point killed before it finished resumes from its newest checkpoint; "" writes
+    nothing but `out`."""
     record = {"base": config_dict(base), "select_by": f"valid/{SELECTION_METRIC}", "points": []}
     if out and os.path.exists(out):
         record, problem = read_json_object(out)
@@ -138,12 +160,11 @@ def search(
             [ProgressLines(log, prefix=f"[{i + 1}/{len(points)}] {p}: ", every_epoch=False)]
             for i, p in group
         ]
+        workdirs = [point_workdir(runs, point) if runs else None for _, point in group]
         if len(group) == 1:
-            results = [train_and_evaluate(cfgs[0], None, data=data, sinks=sinks[0])]
+            results = [train_and_evaluate(cfgs[0], workdirs[0], data=data, sinks=sinks[0])]
         else:
-            results = train_runs(
-                cfgs, [None] * len(cfgs), data=data, sinks=sinks, batching=batching
-            )  # fmt: skip
+            results = train_runs(cfgs, workdirs, data=data, sinks=sinks, batching=batching)
         seconds = round(time.perf_counter() - tick, 1)
         for (index, point), result in zip(group, results, strict=True):
             entry = {
@@ -177,9 +198,12 @@ def main(argv: list[str]) -> None:
     points = parse_grid(FLAGS.grid)
     if not points:
         raise ConfigError("--grid is empty")
+    runs = ""
+    if FLAGS.runs and FLAGS.out:
+        runs = os.path.join(FLAGS.runs, os.path.splitext(os.path.basename(FLAGS.out))[0])
     record = search(
         run.config_from_flags(), points, FLAGS.out, batch=FLAGS.batch_points,
-        batching=FLAGS.run_batching,
+        batching=FLAGS.run_batching, runs=runs,
     )  # fmt: skip
     best = record["best"]
     metrics = {

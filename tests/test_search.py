@@ -10,7 +10,7 @@ from advjax.errors import ConfigError
 from advjax.files import write_atomically
 from advjax.train import TrainConfig
 from experiments import search
-from tests.helpers import run_module
+from tests.helpers import kill_module_after, run_module
 
 
 def test_parse_grid_types_values_by_field():
@@ -106,3 +106,28 @@ def test_cli_prints_flag_lines(tmp_path):
     assert json.loads(out.read_text())["best"]["point"] == {"tau": 0.3}
     bad = run_module("experiments.search", "--grid=nope=1")
     assert bad.returncode == 1 and bad.stderr.strip() == "error: --grid: unknown setting 'nope'"
+
+
+def test_killed_point_resumes_from_its_checkpoint(tmp_path):
+    """A point killed after its first validation continues from that checkpoint (in
+    runs/<out's name>/<point>) and ends as the same point trained straight through."""
+    args = [
+        "--loss=infonce", "--lr=0.01", "--max_epochs=6", "--eval_every=2",
+        "--grid=tau=0.3", "--compilation_cache=", f"--runs={tmp_path / 'runs'}",
+    ]  # fmt: skip
+    out = tmp_path / "cut.json"
+    kill_module_after(
+        "experiments.search", *args, f"--out={out}", marker="[1/1] {'tau': 0.3}: epoch    2"
+    )  # fmt: skip
+    assert not out.exists()
+    workdir = tmp_path / "runs" / "cut" / "tau=0.3"
+    assert (workdir / "checkpoints").is_dir()
+    resumed = run_module("experiments.search", *args, f"--out={out}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from the checkpoint of epoch 2" in resumed.stdout
+    straight = run_module("experiments.search", *args, f"--out={tmp_path / 'straight.json'}")
+    assert straight.returncode == 0, straight.stderr
+    a, b = (json.loads(path.read_text())["best"] for path in (out, tmp_path / "straight.json"))
+    for name in ("best_epoch", "valid", "test_id", "test_ood"):
+        assert a[name] == b[name], name
+    assert (workdir / "results.json").exists()
