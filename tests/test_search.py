@@ -100,6 +100,7 @@ def test_cli_prints_flag_lines(tmp_path):
     proc = run_module(
         "experiments.search", "--loss=infonce", "--max_epochs=2", "--eval_every=2",
         "--grid=tau=0.3", f"--out={out}", "--compilation_cache=",
+        f"--runs={tmp_path / 'runs'}",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "--tau=0.3" in proc.stdout.splitlines()
