@@ -8,7 +8,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from advjax.losses.ccl import _check_cos_shapes
-from advjax.losses.infonce import _as_inexact, _contrastive_nll, infonce
+from advjax.losses.infonce import _as_inexact, _check_same_shape, _contrastive_nll, infonce
 from advjax.losses.spec import (
     EpochView,
     Loss,
@@ -85,11 +85,8 @@ def _check_vector(name: str, x: jax.Array, where_name: str, where: ArrayLike | N
     """Raises ValueError unless x is a non-empty vector and where, if given, matches it."""
     if x.ndim != 1 or x.shape[0] == 0:
         raise ValueError(f"{name} must have shape [n] with n >= 1; got {name}.shape={x.shape}.")
-    if where is not None and jnp.shape(where) != x.shape:
-        raise ValueError(
-            f"{where_name} must have the same shape as {name}; got "
-            f"{where_name}.shape={jnp.shape(where)}, {name}.shape={x.shape}."
-        )
+    if where is not None:
+        _check_same_shape(where_name, where, name, x)
 
 
 def adap_tau_loss(

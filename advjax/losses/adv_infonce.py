@@ -6,7 +6,12 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from advjax.losses.infonce import _as_inexact, _check_logit_shapes, _contrastive_nll
+from advjax.losses.infonce import (
+    _as_inexact,
+    _check_logit_shapes,
+    _check_same_shape,
+    _contrastive_nll,
+)
 from advjax.losses.spec import Adversary, Loss, LossInputs, LossValue, Setting, one_of, positive
 from advjax.models.hardness import KINDS, hardness_logits, init_hardness
 
@@ -113,11 +118,7 @@ def adv_infonce(
     """
     pos, neg, hardness = _as_inexact(pos_logits, neg_logits, hardness_logits)
     _check_logit_shapes(pos, neg)
-    if hardness.shape != neg.shape:
-        raise ValueError(
-            "hardness_logits must have the same shape as neg_logits; got "
-            f"hardness_logits.shape={hardness.shape}, neg_logits.shape={neg.shape}."
-        )
+    _check_same_shape("hardness_logits", hardness, "neg_logits", neg)
     if isinstance(k_neg, int | float) and not k_neg > 0:
         raise ValueError(f"k_neg must be > 0; got k_neg={k_neg}.")
     log_k = jnp.log(jnp.asarray(k_neg, pos.dtype))

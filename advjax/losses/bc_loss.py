@@ -8,7 +8,7 @@ from jax.typing import ArrayLike
 
 from advjax.data.popularity import popularity_levels
 from advjax.losses.ccl import _check_cos_shapes
-from advjax.losses.infonce import _as_inexact, _contrastive_nll, infonce
+from advjax.losses.infonce import _as_inexact, _check_same_shape, _contrastive_nll, infonce
 from advjax.losses.spec import Loss, LossInputs, LossValue, Setting, non_negative, one_of, positive
 from advjax.models.mf import init_embeddings
 from advjax.models.scores import l2_normalize, pair_scores
@@ -98,11 +98,7 @@ def bc_loss(
     """
     pos, neg, margin = _as_inexact(pos_cos, neg_cos, margin)
     _check_cos_shapes(pos, neg)
-    if margin.shape != pos.shape:
-        raise ValueError(
-            "margin must have the same shape as pos_cos; got "
-            f"margin.shape={margin.shape}, pos_cos.shape={pos.shape}."
-        )
+    _check_same_shape("margin", margin, "pos_cos", pos)
     if isinstance(tau, int | float) and not tau > 0:
         raise ValueError(f"tau must be > 0; got tau={tau}.")
     if isinstance(eps, int | float) and not 0 < eps < 1:

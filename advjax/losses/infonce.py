@@ -40,6 +40,15 @@ def _check_logit_shapes(
         )
 
 
+def _check_same_shape(name: str, x: ArrayLike, like_name: str, like: ArrayLike) -> None:
+    """Raises ValueError unless x has the shape of `like` (the names are the arguments')."""
+    if jnp.shape(x) != jnp.shape(like):
+        raise ValueError(
+            f"{name} must have the same shape as {like_name}; got "
+            f"{name}.shape={jnp.shape(x)}, {like_name}.shape={jnp.shape(like)}."
+        )
+
+
 def _contrastive_nll(pos_logits: jax.Array, neg_logits: jax.Array) -> jax.Array:
     """Returns logsumexp([pos, negs]) - pos, row-wise.
 
