@@ -42,12 +42,6 @@ from experiments import cli, run
 
 flags.DEFINE_string("grid", "", 'Grid over TrainConfig fields: "name=v1,v2;name2=v3,v4".')
 flags.DEFINE_string("out", "", "JSON record of every point (appended as points finish).")
-flags.DEFINE_string(
-    "runs",
-    "runs/search",
-    "Root of the points' checkpointed workdirs, one folder per --out (a killed point "
-    "resumes from its last checkpoint); empty: no checkpoints.",
-)
 flags.DEFINE_bool(
     "batch_points",
     True,
@@ -57,6 +51,17 @@ flags.DEFINE_bool(
 )
 
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """--runs, defined only when this module runs as a program: experiments.reproduce,
+    imported beside it in the tests, has a --runs of its own."""
+    flags.DEFINE_string(
+        "runs",
+        "runs/search",
+        "Root of the points' checkpointed workdirs, one folder per --out (a killed point "
+        "resumes from its last checkpoint); empty: no checkpoints.",
+    )
 
 
 def parse_grid(text: str) -> list[dict]:
@@ -220,4 +225,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run_main(main)
