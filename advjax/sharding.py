@@ -266,18 +266,23 @@ def table_bytes(state, n_users: int, n_items: int) -> int:
     return total
 
 
-def uses_mesh(spec: str) -> bool:
-    """Whether --mesh asks for a mesh: not for "", and not for "auto" with one device
-    (which keeps the one-device path and its faster propagation)."""
+def _requested_mesh(spec: str) -> tuple[int, int] | str | None:
+    """parse_mesh's answer for this process's devices, None also for "auto" with one
+    device (which keeps the one-device path and its faster propagation)."""
     shape = parse_mesh(spec, jax.device_count())
-    return shape is not None and not (shape == "auto" and jax.device_count() == 1)
+    return None if shape == "auto" and jax.device_count() == 1 else shape
+
+
+def uses_mesh(spec: str) -> bool:
+    """Whether --mesh asks for a mesh: not for "", and not for "auto" with one device."""
+    return _requested_mesh(spec) is not None
 
 
 def make_placement(spec: str, state, n_users: int, n_items: int) -> Placement | None:
     """The Placement --mesh asks for (None: one device, the default path)."""
-    if not uses_mesh(spec):
+    shape = _requested_mesh(spec)
+    if shape is None:
         return None
-    shape = parse_mesh(spec, jax.device_count())
     if shape == "auto":
         shape = auto_mesh_shape(jax.device_count(), table_bytes(state, n_users, n_items))
     return Placement.for_state(make_mesh(*shape), state, n_users, n_items)
