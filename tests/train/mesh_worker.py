@@ -64,8 +64,12 @@ def train(case: str, epochs: int, mesh: str, data):
             state, _ = run.fns.adv_epoch(state, run.train_data)
         state, _ = run.fns.cf_epoch(state, run.train_data)
     valid = run.evaluate(state.cf_params, ["valid"])["valid"]  # on a mesh: sharded
-    host = state if run.placement is None else run.placement.host_state(state)
-    return host, valid, shard_rows
+    return _unplaced(run, state), valid, shard_rows
+
+
+def _unplaced(run, state):
+    """`state` as one device holds it: on a mesh, unpadded in host memory."""
+    return state if run.placement is None else run.placement.host_state(state)
 
 
 def _arrays(state) -> dict[str, np.ndarray]:
@@ -131,9 +135,7 @@ def checkpoint_report(saved_on: str, restored_on: str, workdir: str) -> dict:
         target = other.placement.abstract_state(other.state) if other.placement else None
         restored, _ = ckpt.restore_latest(other.state, target)
         rows[mesh] = int(restored.cf_params["user"].shape[0])
-        if other.placement is not None:
-            restored = other.placement.host_state(restored)
-        got = _arrays(restored)
+        got = _arrays(_unplaced(other, restored))
         equal[mesh] = got.keys() == saved.keys() and all(
             np.array_equal(got[name], saved[name]) for name in saved
         )
