@@ -8,7 +8,7 @@ finished run is only re-reported). Then writes results/TABLE.md and results/TABL
 per cell the mean ± std over seeds of test Recall@20, NDCG@20 and HR@20, the paper's
 numbers, the improvement over InfoNCE of the same backbone, and paired t-tests over
 seeds of AdvInfoNCE and each of its variants (-mlp, ...) against InfoNCE and against
-the strongest rival. A hand-written results/TABLE.notes.md (the findings behind
+the strongest rival, and of each rival against AdvInfoNCE. A hand-written results/TABLE.notes.md (the findings behind
 shortfalls) is appended under the table.
 
 The seeds of a cell that this process trains run in one compiled program
@@ -344,6 +344,9 @@ def summarize(table: str, cells: list[Cell], per_seed: dict) -> dict:
                 }
         rivals = [r for r in group if r["role"] == "rival"]
         strongest = max(rivals, key=lambda r: r["mean"][SELECTION_METRIC], default=None)
+        ours = next((r for r in group if r["role"] == "ours"), None)
+        for row in rivals:
+            row["tests"] = _paired_tests(row, {"vs_ours": ours})
         for row in group:
             if row["role"] in ("ours", "variant"):
                 against = {"vs_infonce": base, "vs_strongest_rival": strongest}

@@ -4,7 +4,8 @@ A cell is one flagfile run over seeds. `paper` is the paper's test Recall@20 / N
 where SPEC.md states it (None where it does not). `role` marks the cells the
 significance tests compare: "ours" (AdvInfoNCE) and each "variant" of it (-mlp, another
 adversary setting) are tested against "infonce" and against the strongest "rival" (by
-mean test Recall@20), "rival" being every other baseline.
+mean test Recall@20), "rival" being every other baseline; each rival is also tested
+against "ours".
 """
 
 from __future__ import annotations

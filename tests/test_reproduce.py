@@ -110,7 +110,7 @@ def test_mean_std_keeps_two_digits_of_a_small_std(mean, std, text):
     assert reproduce.mean_std_text(mean, std) == text
 
 
-def test_every_advinfonce_variant_gets_both_paired_tests():
+def test_every_variant_and_rival_gets_its_paired_tests():
     cells = [
         Cell("lightgcn", "InfoNCE", "a.flags", None, "infonce"),
         Cell("lightgcn", "Adap-tau", "b.flags", None, "rival"),
@@ -135,11 +135,20 @@ def test_every_advinfonce_variant_gets_both_paired_tests():
         expected = scipy.stats.ttest_rel(recalls["d"], recalls[other]).pvalue
         assert tests[label]["recall@20"] == pytest.approx(expected)
     assert set(rows["AdvInfoNCE"]["tests"]) == {"vs_infonce", "vs_strongest_rival"}
-    assert "tests" not in rows["Adap-tau"] and "tests" not in rows["InfoNCE"]
+    # Each rival against AdvInfoNCE (not its variants); InfoNCE against nothing.
+    rival = rows["Adap-tau"]["tests"]
+    assert set(rival) == {"vs_ours"} and rival["vs_ours"]["against"] == "AdvInfoNCE"
+    for metric, scale in (("recall@20", 1.0), ("ndcg@20", 0.5)):
+        expected = scipy.stats.ttest_rel(
+            scale * np.array(recalls["b"]), scale * np.array(recalls["c"])
+        ).pvalue
+        assert rival["vs_ours"][metric] == pytest.approx(expected)
+    assert "tests" not in rows["InfoNCE"]
     summary.update(commit="abc", machine="cpu", wall_s=1.0, runs_s=2.0)
     text = reproduce.to_markdown(summary, "cmd")
     lines = [line for line in text.splitlines() if line.startswith("- lightgcn ")]
     assert [line.split(" (")[0] for line in lines] == [
+        "- lightgcn Adap-tau vs ours",
         "- lightgcn AdvInfoNCE vs infonce",
         "- lightgcn AdvInfoNCE vs strongest rival",
         "- lightgcn AdvInfoNCE-mlp vs infonce",
