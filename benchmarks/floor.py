@@ -28,6 +28,11 @@ U users, L LightGCN layers over 2E directed edges costs, counted term by term:
   adam         dense Adam over the (U + I) d layer-0 parameters: read parameter,
                gradient and both moments, write parameter and moments (7 words each),
                about 12 FLOPs each.
+  views, contrast, prototype
+               --augment only (SGL's dropped views; every augmentation's contrast of
+               the batch's users; NCL's centroids): see cf_step_terms.
+
+A CF epoch with NCL also fits its k-means once (epoch_terms, "kmeans").
 
 An adversarial step (adv_epoch) scores with the frozen CF tables (forward only, x1),
 differentiates the hardness logits (x3) and runs Adam over the hardness tables; its
@@ -128,6 +133,38 @@ def _seconds_guess(cost: Cost) -> float:
     return cost.flops / 50e9 + (cost.stream_bytes + cost.gather_bytes) / 10e9
 
 
+def distinct_draws(n: int, draws: int) -> float:
+    """n (1 - (1 - 1/n)^draws): the expected distinct values among `draws` uniform draws
+    from n with replacement. It bounds a batch's distinct users from below: their slots
+    are drawn without replacement from a multiset holding every user about equally often
+    (advjax/sampling.py), which repeats less."""
+    return n * (1.0 - (1.0 - 1.0 / n) ** draws)
+
+
+def view_contrast_cost(rows: float, dim: int) -> Cost:
+    """view_infonce over `rows` (M) nodes' two views: the [M, M] cosine product and its
+    two backward products (6 M^2 d FLOPs); both views' rows gathered, their gradients
+    scattered back (4 M d words)."""
+    return Cost(flops=6 * rows * rows * dim, gather_bytes=WORD * 4 * rows * dim)
+
+
+def target_contrast_cost(batch: int, n_keys: int, dim: int) -> Cost:
+    """target_infonce of B queries against K fixed keys (NCL's centroids): the [B, K]
+    product and the queries' backward product (4 B K d FLOPs); the keys read twice."""
+    return Cost(flops=4 * batch * n_keys * dim, stream_bytes=WORD * 2 * n_keys * dim)
+
+
+def kmeans_cost(n_rows: int, n_clusters: int, dim: int, n_iters: int) -> Cost:
+    """advjax.models.kmeans: n_iters Lloyd steps and the final assignment, each a
+    distance product (2 N K d FLOPs) reading the rows and centroids; each step also sums
+    the rows into their centroids (N d)."""
+    products = n_iters + 1
+    return Cost(
+        flops=products * 2 * n_rows * n_clusters * dim + n_iters * n_rows * dim,
+        stream_bytes=products * WORD * (n_rows * dim + n_clusters * dim + n_rows),
+    )
+
+
 def adam_cost(n_params: int) -> Cost:
     """One dense Adam update of n_params float32 parameters."""
     return Cost(
@@ -148,13 +185,19 @@ def cf_step_terms(
     adversarial: bool,
     hardness_dim: int | None = None,
     augment: str = "none",
+    n_clusters: int = 0,
 ) -> dict[str, Cost]:
     """Named cost terms of one CF step (see the module docstring).
 
     `augment` (--augment): SGL adds its two views' full propagations, forward and
     backward ("views"); XSimGCL and NCL propagate every node layer by layer instead of
-    the rows path. Their contrastive products (distinct batch nodes squared) and NCL's
-    k-means (once per epoch) are left out: small beside the propagations here.
+    the rows path. Each adds its contrast between two views of the batch's distinct
+    users ("contrast", over `distinct_draws(U, B)` of them; NCL's is its structural
+    term). The items' side of those contrasts is left out: how many of the batch's
+    positive items are distinct depends on the popularity skew, and an estimate could
+    lift the floor above the work. NCL also contrasts every batch user and positive
+    item with its type's `n_clusters` centroids ("prototype", clusters capped at the
+    nodes); its k-means is once per epoch (`epoch_terms`).
     """
     hardness_dim = dim if hardness_dim is None else hardness_dim
     terms = {
@@ -170,8 +213,30 @@ def cf_step_terms(
             terms["propagation"] = full
         if augment == "sgl":
             terms["views"] = propagation_cost(n_edges, n_users + n_items, dim, n_layers, passes=4)
+        if augment in ("sgl", "xsimgcl", "ncl"):
+            terms["contrast"] = view_contrast_cost(distinct_draws(n_users, batch), dim)
+        if augment == "ncl":
+            terms["prototype"] = sum(
+                (target_contrast_cost(batch, min(n_clusters, n), dim) for n in (n_users, n_items)),
+                Cost(),
+            )
     terms["adam"] = adam_cost((n_users + n_items) * dim)
     return terms
+
+
+def epoch_terms(
+    *, n_users: int, n_items: int, dim: int, augment: str, n_clusters: int, kmeans_iters: int
+) -> dict[str, Cost]:
+    """Named cost terms a CF epoch pays once, beside its steps: NCL's k-means of the
+    user and the item tables (`n_clusters` each, capped at the rows)."""
+    if augment != "ncl":
+        return {}
+    return {
+        "kmeans": sum(
+            (kmeans_cost(n, min(n_clusters, n), dim, kmeans_iters) for n in (n_users, n_items)),
+            Cost(),
+        )
+    }
 
 
 def adv_step_terms(

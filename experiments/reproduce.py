@@ -8,8 +8,8 @@ finished run is only re-reported). Then writes results/TABLE.md and results/TABL
 per cell the mean ± std over seeds of test Recall@20, NDCG@20 and HR@20, the paper's
 numbers, the improvement over InfoNCE of the same backbone, and paired t-tests over
 seeds of AdvInfoNCE and each of its variants (-mlp, ...) against InfoNCE and against
-the strongest rival, and of each rival against AdvInfoNCE. A hand-written results/TABLE.notes.md (the findings behind
-shortfalls) is appended under the table.
+the strongest rival, and of each rival against AdvInfoNCE. A hand-written
+results/TABLE.notes.md (the findings behind shortfalls) is appended under the table.
 
 The seeds of a cell that this process trains run in one compiled program
 (--batch_seeds, advjax/train/batch.py; with the default --run_batching=map each result

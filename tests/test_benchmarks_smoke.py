@@ -142,15 +142,34 @@ def test_augmented_cells_cost_their_propagations():
                  adversarial=False)  # fmt: skip
     plain = floor.cf_step_terms(**sizes)
     full = floor.propagation_cost(10, 8, 8, 2, passes=2)
-    assert floor.cf_step_terms(**sizes, augment="sgl") == {**plain, "views": 2 * full}
-    for augment in ("ncl", "xsimgcl"):
-        assert floor.cf_step_terms(**sizes, augment=augment) == {**plain, "propagation": full}
+    # 2 draws from 3 users: 3 (1 - (2/3)^2) = 5/3 distinct expected; 6 M^2 d FLOPs.
+    users = 5 / 3
+    contrast = floor.Cost(flops=6 * users**2 * 8, gather_bytes=4 * 4 * users * 8)
+    assert floor.distinct_draws(3, 2) == pytest.approx(users)
+    sgl = floor.cf_step_terms(**sizes, augment="sgl")
+    assert sgl.keys() == {*plain, "views", "contrast"} and sgl["views"] == 2 * full
+    assert sgl["contrast"].flops == pytest.approx(contrast.flops)
+    assert sgl["contrast"].gather_bytes == pytest.approx(contrast.gather_bytes)
+    xsimgcl = floor.cf_step_terms(**sizes, augment="xsimgcl")
+    assert xsimgcl == {**plain, "propagation": full, "contrast": sgl["contrast"]}
+    # NCL's centroids: 4 clusters asked, 3 users' and 4 items' (capped): 4 B K d each.
+    ncl = floor.cf_step_terms(**sizes, augment="ncl", n_clusters=4)
+    assert ncl["prototype"] == floor.Cost(
+        flops=4 * 2 * (3 + 4) * 8, stream_bytes=4 * 2 * (3 + 4) * 8
+    )
+    assert floor.epoch_terms(n_users=3, n_items=5, dim=8, augment="sgl", n_clusters=4,
+                             kmeans_iters=2) == {}  # fmt: skip
+    kmeans = floor.epoch_terms(n_users=3, n_items=5, dim=8, augment="ncl", n_clusters=4,
+                               kmeans_iters=2)["kmeans"]  # fmt: skip
+    # 3 distance products of 2 N K d and 2 centroid sums of N d, users (3 x 3) and items (5 x 4).
+    assert kmeans.flops == 3 * 2 * (3 * 3 + 5 * 4) * 8 + 2 * (3 + 5) * 8
     data = load_dataset("coat")
     record = bench_cell(data, dataset="coat", backbone="lightgcn", loss="infonce+sgl",
                         batch_size=1024, n_neg=64, tau=0.75, warmup_epochs=1, timed_epochs=1,
                         rates=SLOW_RATES, log=lambda line: None)  # fmt: skip
     assert record["loss"] == "infonce+sgl" and record["epoch_s"] > 0
-    assert "views" in record["cf_step_terms"] and math.isfinite(record["floor_ratio"])
+    assert {"views", "contrast"} <= record["cf_step_terms"].keys()
+    assert record["cf_epoch_terms"] == {} and math.isfinite(record["floor_ratio"])
 
 
 def test_sharding_benchmark_memory_model_and_catalogue():
