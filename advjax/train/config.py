@@ -71,7 +71,8 @@ class _RunSettings:
         "none",
         "Graph augmentation with a contrastive term beside --loss: none, "
         f"{', '.join(AUGMENTATIONS)} (advjax.augmentations; LightGCN only; each adds its "
-        "own flags).",
+        "own flags). The paper runs them with --loss=infonce; any other loss, "
+        "adv_infonce included, is an extension it does not run.",
     )
     tau: float = _setting(
         0.75,
