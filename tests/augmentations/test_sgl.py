@@ -72,3 +72,65 @@ def test_views_differ_between_views_and_epochs_and_drop_the_share(coat):
     assert not np.array_equal(a, np.asarray(second["view_weights"])[0])
     kept = np.mean(a > 0)
     assert abs(kept - 0.7) < 5 * np.sqrt(0.21 / (a.size / 2))
+
+
+def _view_reference(graph, weights, params, users, pos, n_layers, tau) -> float:
+    """SGL's contrast in float64 NumPy: each view's dense adjacency, its layer mean, the
+    InfoNCE of the two views over the distinct users and the distinct positive items."""
+    x0 = np.concatenate([params["user"], params["item"]]).astype(np.float64)
+    rows, cols = np.asarray(graph.rows), np.asarray(graph.cols)
+    views = []
+    for w in np.asarray(weights, np.float64):
+        adj = np.zeros((x0.shape[0], x0.shape[0]))
+        np.add.at(adj, (rows, cols), w)
+        layers = [x0]
+        for _ in range(n_layers):
+            layers.append(adj @ layers[-1])
+        views.append(np.mean(layers, axis=0))
+    n_users = params["user"].shape[0]
+
+    def infonce(ids):
+        a, b = (v[ids] / np.linalg.norm(v[ids], axis=1, keepdims=True) for v in views)
+        logits = a @ b.T / tau
+        return float(np.mean(np.log(np.exp(logits).sum(axis=1)) - np.diag(logits)))
+
+    return infonce(np.unique(users)) + infonce(n_users + np.unique(pos))
+
+
+@pytest.mark.parametrize("method", ["bcoo", "host_csr"])
+def test_views_match_a_float64_reference_value_and_gradient(coat, method):
+    # Dropout 0.3: each view's dense float64 adjacency, layer mean and InfoNCE, against
+    # the term SGL adds, and its gradient against central differences of the reference.
+    cfg = TrainConfig(n_layers=2, loss="infonce", augment="sgl", sgl_drop_rate=0.3,
+                      propagation=method)  # fmt: skip
+    run = setup_run(cfg, coat)
+    spec, graph = cfg.augment_spec, run.train_data.graph
+    state = spec.epoch_start(cfg, run.state.aug_state, _epoch_inputs(run, jax.random.key(0)))
+    users, pos = jnp.array([3, 1, 3, 8, 250]), jnp.array([0, 0, 4, 7, 290])
+    batch = Batch(users, pos, jnp.zeros((5, 2), jnp.int32), jax.random.key(1))
+    with_views = run.state.replace(aug_state=state)
+
+    def cl_loss(params):
+        inputs = augment_inputs(cfg, with_views, run.train_data, batch, params)
+        return spec.forward(cfg, inputs).diagnostics["cl_loss"]
+
+    params = run.state.cf_params
+    value, grads = jax.value_and_grad(cl_loss)(params)
+    host = jax.tree.map(np.asarray, params)
+    expected = _view_reference(graph, state["view_weights"], host, users, pos, 2, cfg.cl_tau)
+    np.testing.assert_allclose(float(value), expected, rtol=1e-5)
+    # The gradient against central differences of the float64 reference, along a
+    # random direction over both tables.
+    key_u, key_i = jax.random.split(jax.random.key(2))
+    direction = {"user": np.asarray(jax.random.normal(key_u, host["user"].shape)),
+                 "item": np.asarray(jax.random.normal(key_i, host["item"].shape))}  # fmt: skip
+    eps = 1e-4
+    moved = [
+        _view_reference(graph, state["view_weights"],
+                        {k: host[k].astype(np.float64) + s * eps * direction[k] for k in host},
+                        users, pos, 2, cfg.cl_tau)
+        for s in (1, -1)
+    ]  # fmt: skip
+    numeric = (moved[0] - moved[1]) / (2 * eps)
+    analytic = sum(float(np.sum(np.asarray(grads[k]) * direction[k])) for k in host)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-3)
