@@ -12,6 +12,7 @@ from advjax.models.propagation import propagate
 from advjax.train import TrainConfig
 from advjax.train.setup import setup_run
 from advjax.train.step import Batch, augment_inputs
+from tests.float64 import dense_adjacency, layer_mean, view_infonce
 
 
 @pytest.fixture(scope="module")
@@ -78,21 +79,14 @@ def _view_reference(graph, weights, params, users, pos, n_layers, tau) -> float:
     """SGL's contrast in float64 NumPy: each view's dense adjacency, its layer mean, the
     InfoNCE of the two views over the distinct users and the distinct positive items."""
     x0 = np.concatenate([params["user"], params["item"]]).astype(np.float64)
-    rows, cols = np.asarray(graph.rows), np.asarray(graph.cols)
-    views = []
-    for w in np.asarray(weights, np.float64):
-        adj = np.zeros((x0.shape[0], x0.shape[0]))
-        np.add.at(adj, (rows, cols), w)
-        layers = [x0]
-        for _ in range(n_layers):
-            layers.append(adj @ layers[-1])
-        views.append(np.mean(layers, axis=0))
+    views = [
+        layer_mean(dense_adjacency(graph._replace(weights=w)), x0, n_layers)
+        for w in np.asarray(weights, np.float64)
+    ]
     n_users = params["user"].shape[0]
 
     def infonce(ids):
-        a, b = (v[ids] / np.linalg.norm(v[ids], axis=1, keepdims=True) for v in views)
-        logits = a @ b.T / tau
-        return float(np.mean(np.log(np.exp(logits).sum(axis=1)) - np.diag(logits)))
+        return view_infonce(views[0][ids], views[1][ids], np.ones(len(ids), bool), tau)
 
     return infonce(np.unique(users)) + infonce(n_users + np.unique(pos))
 

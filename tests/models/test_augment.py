@@ -10,6 +10,7 @@ from advjax.data.splits import Interactions
 from advjax.models.augment import drop_edges, edge_pairs, mask_edges
 from advjax.models.host_propagation import item_gram
 from advjax.models.propagation import METHODS, propagate, propagate_rows
+from tests.float64 import dense_adjacency, layer_mean
 
 
 def _tiny(seed: int = 0, n_users: int = 7, n_items: int = 9) -> tuple[Graph, int]:
@@ -30,13 +31,6 @@ def _coat() -> tuple[Graph, int]:
     return normalized_graph(data.train, data.n_items), data.n_users
 
 
-def _dense(graph: Graph) -> np.ndarray:
-    n = graph.indptr.shape[0] - 1
-    out = np.zeros((n, n))
-    out[np.asarray(graph.rows), np.asarray(graph.cols)] = np.asarray(graph.weights)
-    return out
-
-
 def _reference(graph: Graph, keep: np.ndarray) -> np.ndarray:
     """D'^-1/2 A' D'^-1/2 of the kept entries, densely in float64, from the structure only."""
     n = graph.indptr.shape[0] - 1
@@ -45,14 +39,6 @@ def _reference(graph: Graph, keep: np.ndarray) -> np.ndarray:
     deg = adj.sum(1)
     inv_sqrt = np.where(deg > 0, 1 / np.sqrt(np.maximum(deg, 1)), 0.0)
     return inv_sqrt[:, None] * adj * inv_sqrt[None, :]
-
-
-def _layer_mean(adj: np.ndarray, x: np.ndarray, n_layers: int) -> np.ndarray:
-    total, layer = x.copy(), x.copy()
-    for _ in range(n_layers):
-        layer = adj @ layer
-        total += layer
-    return total / (n_layers + 1)
 
 
 @pytest.mark.parametrize("build", [_tiny, _coat])
@@ -87,7 +73,7 @@ def test_mask_edges_matches_float64_reference(seed):
     item = np.maximum(graph.rows, graph.cols) - n_users
     keep = keep_pair[user, item]  # one draw per undirected edge, both entries alike
     masked = mask_edges(jax.tree.map(jnp.asarray, graph), keep)
-    np.testing.assert_allclose(_dense(masked), _reference(graph, keep), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(dense_adjacency(masked), _reference(graph, keep), rtol=1e-6, atol=0)
     np.testing.assert_array_equal(np.asarray(masked.weights)[~keep], 0.0)
     assert masked.item_gram.shape == (0, 0) and masked.item_gram.dtype == jnp.float32
 
@@ -102,7 +88,7 @@ def test_drop_edges_renormalises_a_symmetric_mask(build, rate):
     weights = np.asarray(dropped.weights)
     assert weights.dtype == np.float32 and np.all(weights >= 0)
     keep = weights > 0  # every kept entry has a positive weight
-    dense = _dense(dropped)
+    dense = dense_adjacency(dropped)
     np.testing.assert_array_equal(dense, dense.T)  # exactly symmetric
     np.testing.assert_allclose(dense, _reference(graph, keep), rtol=1e-6, atol=0)
 
@@ -157,9 +143,9 @@ def test_every_path_propagates_the_dropped_graph_and_agrees_on_gradients():
     adj = _reference(graph, np.asarray(dropped.weights) > 0)
     rng = np.random.default_rng(5)
     x, w = rng.normal(size=(2, adj.shape[0], 8))
-    expected = _layer_mean(adj, x, 3)
+    expected = layer_mean(adj, x, 3)
     # d/dx sum(w * M x) = M^T w, and the layer mean M of a symmetric A' is symmetric.
-    expected_grad = _layer_mean(adj.T, w, 3)
+    expected_grad = layer_mean(adj.T, w, 3)
 
     def objective(x, graph, w, method):
         return jnp.sum(w * propagate(x, graph, 3, method))
@@ -182,7 +168,7 @@ def test_host_rows_of_a_dropped_prepared_graph_ignore_the_full_graphs_gram():
         jax.random.key(6), graph._replace(item_gram=gram), edge_pairs(graph, n_users), 0.3
     )
     x = np.random.default_rng(8).normal(size=(graph.indptr.shape[0] - 1, 8))
-    expected = _layer_mean(_reference(graph, np.asarray(dropped.weights) > 0), x, 2)
+    expected = layer_mean(_reference(graph, np.asarray(dropped.weights) > 0), x, 2)
     x = jnp.asarray(x, jnp.float32)
     users = jnp.array([0, 5, 5, n_users - 1])
     rows, items = propagate_rows(x[:n_users], x[n_users:], dropped, users, 2, "host_csr")
