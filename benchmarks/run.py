@@ -406,16 +406,12 @@ def print_arithmetic(record: dict, rates: dict) -> None:
     """Per-step cost terms and the floor formula of a record."""
     cell = f"{record['dataset']}/{record['backbone']}/{record['loss']}"
     print(f"{cell}: per CF step (x {record['batches_per_epoch']} batches/epoch)")
-    for name, (flops, stream, gather) in record["cf_step_terms"].items():
-        print(
-            f"    {name:12s} {flops / 1e9:10.4f} GFLOP {stream / 1e6:10.2f} MB stream "
-            f"{gather / 1e6:10.2f} MB gather"
-        )
-    for name, (flops, stream, gather) in record.get("cf_epoch_terms", {}).items():
-        print(
-            f"  once per epoch: {name:12s} {flops / 1e9:10.4f} GFLOP {stream / 1e6:10.2f} MB "
-            f"stream {gather / 1e6:10.2f} MB gather"
-        )
+    for prefix, key in (("    ", "cf_step_terms"), ("  once per epoch: ", "cf_epoch_terms")):
+        for name, (flops, stream, gather) in record.get(key, {}).items():
+            print(
+                f"{prefix}{name:12s} {flops / 1e9:10.4f} GFLOP {stream / 1e6:10.2f} MB stream "
+                f"{gather / 1e6:10.2f} MB gather"
+            )
     print(f"  CF floor  = {floor.floor_formula(_epoch_cost(record), rates)}")
     print(f"  CF epoch  = {record['epoch_s']:.4f} s -> {record['floor_ratio']:.1f}x the floor")
     if record.get("adv_flops_per_epoch") is not None:
