@@ -16,6 +16,7 @@ from advjax.models import (
 )
 from advjax.models.host_propagation import item_gram
 from advjax.models.propagation import METHODS, prepare_graph
+from tests.float64 import dense_adjacency, layer_mean
 from tests.helpers import shared_split
 
 
@@ -39,8 +40,7 @@ def test_graph_matches_dense_normalised_adjacency():
     data = load_dataset("coat")
     graph = normalized_graph(data.train, data.n_items)
     n = data.n_users + data.n_items
-    built = np.zeros((n, n))
-    built[graph.rows, graph.cols] = graph.weights
+    built = dense_adjacency(graph)
     np.testing.assert_allclose(built, _dense_adjacency(data), rtol=1e-6, atol=1e-7)
     order = np.lexsort((graph.cols, graph.rows))
     np.testing.assert_array_equal(order, np.arange(len(order)))  # sorted by (row, col)
@@ -53,11 +53,7 @@ def test_propagate_matches_float64_reference(method):
     data = load_dataset("coat")
     adj = _dense_adjacency(data)
     x = np.random.default_rng(0).normal(size=(adj.shape[0], 8))
-    expected, layer = x.copy(), x.copy()
-    for _ in range(3):
-        layer = adj @ layer
-        expected += layer
-    expected /= 4
+    expected = layer_mean(adj, x, 3)
     got = propagate(jnp.asarray(x, jnp.float32), _device_graph(data), 3, method)
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-5)
 
@@ -136,11 +132,7 @@ def test_rows_equal_float64_reference_values_and_gradients(n_layers, use_gram, m
     w_rows = rng.normal(size=(len(users), 8))
     w_items = rng.normal(size=(data.n_items, 8))
     # Float64 reference: the full layer mean as one polynomial operator M.
-    op, power = np.eye(len(adj)), np.eye(len(adj))
-    for _ in range(n_layers):
-        power = adj @ power
-        op += power
-    op /= n_layers + 1
+    op = layer_mean(adj, np.eye(len(adj)), n_layers)
     nodes = np.concatenate([params["user"], params["item"]]).astype(np.float64)
     out = op @ nodes
     expected_value = np.sum(w_rows * out[users]) + np.sum(w_items * out[n_users:])
