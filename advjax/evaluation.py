@@ -43,7 +43,7 @@ from advjax.metrics import (
     per_user_topk_metrics,
     select_top_k,
 )
-from advjax.models.scores import l2_normalize
+from advjax.scores import l2_normalize
 
 METHODS = ("rank", "top_k", "chunked")
 # "auto" takes the rank path when the padded target pairs of a batch are at most this

@@ -5,7 +5,7 @@ U users, L LightGCN layers over 2E directed edges costs, counted term by term:
 
   scores       3 x (pair_scores of the N negatives + pair_scores of the positive):
                forward + two backward products. pair_scores is the dense [B, I]
-               product when I <= 128 n (n = items per row; advjax/models/scores.py),
+               product when I <= 128 n (n = items per row; advjax/scores.py),
                2 B I d FLOPs moving (B d + I d + B I) floats; else a gather of
                [B, n, d] rows, 2 B n d FLOPs moving B n (d + 1) gathered words
                (rows + ids) and B d + B n streamed words (user rows, scores).
@@ -58,7 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from advjax.models.scores import DENSE_ITEMS_PER_NEG
+from advjax.scores import DENSE_ITEMS_PER_NEG
 
 WORD = 4  # bytes of a float32 or an int32
 ADAM_FLOPS_PER_PARAM = 12

@@ -2,7 +2,8 @@
 
   python -m experiments.run                                  # MF + AdvInfoNCE on Coat
   python -m experiments.run --flagfile=experiments/configs/coat_mf_advinfonce.flags
-  python -m experiments.run --data_dir=../shared/data/yahoo.new --n_layers=2 --loss=infonce
+  python -m experiments.run --data_dir=../shared/data/yahoo.new --backbone=lightgcn --n_layers=2 \
+      --loss=infonce
   python -m experiments.run --flagfile=experiments/configs/coat_mf_infonce.flags --seeds=1,2,3
 
 Every flag is a TrainConfig field (advjax/train/config.py), plus --workdir, --restart,
@@ -180,8 +181,7 @@ def finished_results(workdir: str, cfg: TrainConfig) -> dict | None:
 def default_workdir(cfg: TrainConfig) -> str:
     """runs/<dataset>-<backbone>-<loss label>, e.g. runs/coat-mf-adv_infonce-embed."""
     name = os.path.basename(os.path.normpath(cfg.data_dir)) if cfg.data_dir else cfg.dataset
-    backbone = f"lightgcn{cfg.n_layers}" if cfg.n_layers else "mf"
-    return os.path.join("runs", f"{name}-{backbone}-{cfg.loss_label}")
+    return os.path.join("runs", f"{name}-{cfg.backbone_spec.slug(cfg)}-{cfg.loss_label}")
 
 
 def main(argv: list[str]) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from advjax.losses.spec import Setting, non_negative, positive
-from advjax.models.scores import l2_normalize
+from advjax.scores import l2_normalize
+from advjax.settings import Setting, non_negative, positive
 
 # Every augmentation's contrastive term: its weight and temperature.
 CL_SETTINGS = (

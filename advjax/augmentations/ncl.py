@@ -20,9 +20,9 @@ import jax.numpy as jnp
 
 from advjax.augmentations.contrastive import CL_SETTINGS, nodes_infonce, target_infonce
 from advjax.augmentations.spec import Augmentation, AugmentInputs, AugmentOutput, EpochInputs
-from advjax.losses.spec import Setting, non_negative, positive
 from advjax.models.kmeans import effective_clusters, kmeans
 from advjax.models.propagation import propagate_layers
+from advjax.settings import Setting, non_negative, positive
 
 # Lloyd iterations per re-fit (the NCL code runs faiss' k-means with its defaults).
 KMEANS_ITERS = 20
@@ -105,4 +105,7 @@ AUGMENTATION = Augmentation(
     ),  # fmt: skip
     init_state=init_state,
     epoch_start=epoch_start,
+    check=lambda cfg, depth: (
+        None if depth >= 2 else "--augment=ncl contrasts layer 2 with layer 0: needs n_layers >= 2"
+    ),
 )

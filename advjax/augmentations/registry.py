@@ -6,7 +6,7 @@ from advjax.augmentations.ncl import AUGMENTATION as NCL
 from advjax.augmentations.sgl import AUGMENTATION as SGL
 from advjax.augmentations.spec import Augmentation
 from advjax.augmentations.xsimgcl import AUGMENTATION as XSIMGCL
-from advjax.losses.spec import Setting, merged_settings
+from advjax.settings import Setting, merged_settings
 
 _SPECS = (SGL, NCL, XSIMGCL)
 

@@ -17,10 +17,10 @@ import jax.numpy as jnp
 
 from advjax.augmentations.contrastive import CL_SETTINGS, nodes_infonce
 from advjax.augmentations.spec import Augmentation, AugmentInputs, AugmentOutput, EpochInputs
-from advjax.losses.spec import Setting
 from advjax.models import lightgcn_rows
 from advjax.models.augment import drop_edges, edge_pairs
 from advjax.models.propagation import propagate
+from advjax.settings import Setting
 
 
 def _a_rate(value) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from advjax.losses.spec import Setting
+from advjax.settings import Setting
 
 
 class AugmentInputs(NamedTuple):
@@ -94,6 +94,8 @@ class Augmentation:
         (TrainData.aug_data), or None.
       init_state: (cfg, n_users, n_items, n_edges) -> {name: array}, or None.
       epoch_start: (cfg, state, EpochInputs) -> state, or None.
+      check: (cfg, depth) -> None when it can augment a backbone of `depth` propagation
+        layers under cfg, else a one-line problem.
     """
 
     name: str
@@ -102,3 +104,4 @@ class Augmentation:
     prepare: Callable | None = None
     init_state: Callable | None = None
     epoch_start: Callable | None = None
+    check: Callable[[Any, int], str | None] = lambda cfg, depth: None

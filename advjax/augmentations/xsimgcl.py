@@ -18,9 +18,9 @@ import jax.numpy as jnp
 
 from advjax.augmentations.contrastive import CL_SETTINGS, nodes_infonce
 from advjax.augmentations.spec import Augmentation, AugmentInputs, AugmentOutput
-from advjax.losses.spec import Setting, non_negative
 from advjax.models.propagation import propagate_layers
-from advjax.models.scores import l2_normalize
+from advjax.scores import l2_normalize
+from advjax.settings import Setting, non_negative
 
 
 def sign_noise(key: jax.Array, layer: jax.Array, eps) -> jax.Array:
@@ -49,6 +49,12 @@ def forward(cfg, inputs: AugmentInputs) -> AugmentOutput:
     )
 
 
+def _check(cfg, depth: int) -> str | None:
+    if cfg.xsimgcl_layer_cl > depth:
+        return f"xsimgcl_layer_cl {cfg.xsimgcl_layer_cl} exceeds n_layers {depth}"
+    return None
+
+
 def _a_layer(value) -> str | None:
     return None if value >= 1 else "must be >= 1 (a propagated layer)"
 
@@ -68,4 +74,5 @@ AUGMENTATION = Augmentation(
             _a_layer,
         ),
     ),  # fmt: skip
+    check=_check,
 )

@@ -22,12 +22,10 @@ from __future__ import annotations
 import pathlib
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from advjax.data.splits import Interactions
+from advjax.data.interactions import Interactions
 
 Warn = Callable[[str], None]
 

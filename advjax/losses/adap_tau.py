@@ -9,16 +9,9 @@ from jax.typing import ArrayLike
 
 from advjax.losses.ccl import _check_cos_shapes
 from advjax.losses.infonce import _as_inexact, _check_same_shape, _contrastive_nll, infonce
-from advjax.losses.spec import (
-    EpochView,
-    Loss,
-    LossInputs,
-    LossValue,
-    Setting,
-    non_negative,
-    positive,
-)
-from advjax.models.scores import l2_normalize
+from advjax.losses.spec import EpochView, Loss, LossInputs, LossValue
+from advjax.scores import l2_normalize
+from advjax.settings import Setting, non_negative, positive
 
 _INV_E = math.exp(-1.0)
 # 1/e - _INV_E: float64 rounds 1/e up by this much.

@@ -6,14 +6,15 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from advjax.losses.hardness import KINDS, hardness_logits, init_hardness
 from advjax.losses.infonce import (
     _as_inexact,
     _check_logit_shapes,
     _check_same_shape,
     _contrastive_nll,
 )
-from advjax.losses.spec import Adversary, Loss, LossInputs, LossValue, Setting, one_of, positive
-from advjax.models.hardness import KINDS, hardness_logits, init_hardness
+from advjax.losses.spec import Adversary, Loss, LossInputs, LossValue
+from advjax.settings import Setting, one_of, positive
 
 
 def _check_hardness_shape(hardness_logits: jax.Array) -> None:

@@ -4,14 +4,15 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
-from advjax.data.popularity import popularity_levels
+from advjax.initializers import init_embeddings
 from advjax.losses.ccl import _check_cos_shapes
 from advjax.losses.infonce import _as_inexact, _check_same_shape, _contrastive_nll, infonce
-from advjax.losses.spec import Loss, LossInputs, LossValue, Setting, non_negative, one_of, positive
-from advjax.models.mf import init_embeddings
-from advjax.models.scores import l2_normalize, pair_scores
+from advjax.losses.spec import Loss, LossInputs, LossValue
+from advjax.scores import l2_normalize, pair_scores
+from advjax.settings import Setting, non_negative, one_of, positive
 
 
 def bias_margin(pos_bias_cos: ArrayLike) -> jax.Array:
@@ -119,10 +120,35 @@ def bc_loss(
 
 # Training with BC loss. Its popularity branch is a pair of CF parameter groups,
 # "pop_user" [user levels, d] and "pop_item" [item levels, d], indexed by the popularity
-# level of a user or item (advjax.data.popularity). The first --bc_pop_epochs epochs
+# level of a user or item (popularity_levels). The first --bc_pop_epochs epochs
 # train the branch alone on its InfoNCE; then the branch rests and the main tables
 # train on the margin loss.
 _BRANCH = ("pop_user", "pop_item")
+
+
+def popularity_levels(train, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dense ranks of the training degrees: equal degree, equal level.
+
+    The popularity branch sees a user or an item only through its number of training
+    interactions, one embedding per distinct count (level 0 = the lowest count present,
+    e.g. 0 for items never trained on).
+
+    Args:
+      train: the split's training pairs (advjax.data.Interactions: `degrees()` [U] and
+        `items` [nnz]).
+      n_items: number of items.
+
+    Returns:
+      (user_level int32 [U], item_level int32 [I]); the level counts are ``max + 1``
+      of each.
+    """
+    user_degree = train.degrees()
+    item_degree = np.bincount(train.items, minlength=n_items)
+    return _dense_rank(user_degree), _dense_rank(item_degree)
+
+
+def _dense_rank(values: np.ndarray) -> np.ndarray:
+    return np.unique(values, return_inverse=True)[1].reshape(-1).astype(np.int32)
 
 
 def _prepare(data) -> dict:

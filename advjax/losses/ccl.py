@@ -5,7 +5,8 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from advjax.losses.infonce import _as_inexact, _check_logit_shapes
-from advjax.losses.spec import Loss, LossInputs, LossValue, Setting, positive
+from advjax.losses.spec import Loss, LossInputs, LossValue
+from advjax.settings import Setting, positive
 
 
 def _check_cos_shapes(pos_cos: jax.Array, neg_cos: jax.Array) -> None:

@@ -14,7 +14,8 @@ from advjax.losses.bc_loss import LOSS as BC_LOSS
 from advjax.losses.bpr import LOSS as BPR
 from advjax.losses.ccl import LOSS as CCL
 from advjax.losses.infonce import LOSS as INFONCE
-from advjax.losses.spec import Loss, Setting, merged_settings
+from advjax.losses.spec import Loss
+from advjax.settings import Setting, merged_settings
 
 _SPECS = (BPR, INFONCE, ADV_INFONCE, CCL, BC_LOSS, ADAP_TAU)
 

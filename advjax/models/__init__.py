@@ -1,14 +1,16 @@
-"""Backbones (MF, LightGCN) and hardness models."""
+"""Backbones (advjax/models/registry.py: MF, LightGCN), their propagation paths and the
+trained-model interface."""
 
-from advjax.models.hardness import hardness_logits, init_hardness
+from advjax.initializers import init_embeddings
+from advjax.models.backbone import Backbone
 from advjax.models.lightgcn import lightgcn_embed, lightgcn_rows
-from advjax.models.mf import init_embeddings
 from advjax.models.propagation import prepare_graph, propagate, resolve_method
+from advjax.models.registry import BACKBONES
 
 __all__ = [
-    "hardness_logits",
+    "BACKBONES",
+    "Backbone",
     "init_embeddings",
-    "init_hardness",
     "lightgcn_embed",
     "lightgcn_rows",
     "prepare_graph",

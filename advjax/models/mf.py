@@ -1,23 +1,43 @@
-"""Matrix factorisation: plain user and item ID embeddings (SPEC §1)."""
+"""Matrix factorisation: plain user and item ID embeddings (SPEC §1).
+
+The representations are the layer-0 tables themselves; MF reads no graph and has no
+layers. `--backbone=mf`, also what a configuration without --backbone and with
+--n_layers=0 (the default) trains.
+"""
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
-Params = dict[str, jax.Array]
-
-
-def xavier_normal(key: jax.Array, n_rows: int, dim: int) -> jax.Array:
-    """[n_rows, dim] from N(0, 2 / (n_rows + dim)), Xavier-normal for an embedding table."""
-    std = (2.0 / (n_rows + dim)) ** 0.5
-    return std * jax.random.normal(key, (n_rows, dim), jnp.float32)
+from advjax.initializers import init_embeddings
+from advjax.models.backbone import Backbone
 
 
-def init_embeddings(key: jax.Array, n_users: int, n_items: int, dim: int = 64) -> Params:
-    """Layer-0 embeddings {"user": [n_users, dim], "item": [n_items, dim]}."""
-    key_user, key_item = jax.random.split(key)
-    return {
-        "user": xavier_normal(key_user, n_users, dim),
-        "item": xavier_normal(key_item, n_items, dim),
-    }
+def init_params(cfg, key: jax.Array, n_users: int, n_items: int) -> dict:
+    """Xavier-normal tables {"user": [U, emb_dim], "item": [I, emb_dim]}."""
+    return init_embeddings(key, n_users, n_items, cfg.emb_dim)
+
+
+def represent(cfg, params: dict, graph, method: str) -> tuple[jax.Array, jax.Array]:
+    """(user [U, d], item [I, d]): the tables."""
+    return params["user"], params["item"]
+
+
+def rows(cfg, params: dict, graph, users: jax.Array, method: str):
+    """(user rows [B, d], item [I, d]): rows of the tables."""
+    return params["user"][users], params["item"]
+
+
+def _claims_legacy(saved: dict) -> bool:
+    return not saved.get("n_layers", 0)
+
+
+BACKBONE = Backbone(
+    name="mf",
+    init_params=init_params,
+    represent=represent,
+    rows=rows,
+    label=lambda cfg: "MF",
+    slug=lambda cfg: "mf",
+    claims_legacy=_claims_legacy,
+)

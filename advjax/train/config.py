@@ -11,13 +11,15 @@ from advjax.errors import ConfigError
 from advjax.losses.registry import LOSSES, all_settings
 from advjax.losses.spec import Loss
 from advjax.models import propagation
+from advjax.models.backbone import Backbone
+from advjax.models.registry import BACKBONES, backbone_settings, legacy_backbone
 
 NEGATIVE_MODES = ("fresh", "frozen")
 ADV_STOPS = ("budget", "valid")
 
 
-# The flags the registered losses and augmentations declare (each adds its own).
-_DECLARED_SETTINGS = (*all_settings(), *augmentation_settings())
+# The flags the registered backbones, losses and augmentations declare (each its own).
+_DECLARED_SETTINGS = (*backbone_settings(), *all_settings(), *augmentation_settings())
 
 
 def _setting(default, help_text: str):
@@ -25,7 +27,7 @@ def _setting(default, help_text: str):
     return dataclasses.field(default=default, metadata={"help": help_text})
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class _RunSettings:
     """The settings every run has; TrainConfig adds the registered losses' own.
 
@@ -56,7 +58,11 @@ class _RunSettings:
     n_items: int = _setting(
         0, "Declared number of items; a larger id is an error. 0: max id + 1 of the data."
     )
-    n_layers: int = _setting(0, "LightGCN propagation layers; 0 = MF.")
+    backbone: str = _setting(
+        "",
+        f"Model: {', '.join(BACKBONES)} (advjax.models; each adds its own flags). Empty: "
+        "chosen by --n_layers as before this flag (0: mf, >= 1: lightgcn).",
+    )
     propagation: str = _setting(
         "auto",
         "LightGCN sparse product: auto (fastest measured on this platform, or "
@@ -128,20 +134,15 @@ class _RunSettings:
     seed: int = _setting(2023, "PRNG seed.")
 
     def __post_init__(self):
+        if self.backbone and self.backbone not in BACKBONES:
+            raise ConfigError(
+                f"unknown backbone {self.backbone!r}; choose one of {tuple(BACKBONES)}"
+            )
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {tuple(LOSSES)}")
-        if self.augment != "none" and self.augment not in AUGMENTATIONS:
-            raise ConfigError(
-                f"unknown augment {self.augment!r}; choose none or one of {tuple(AUGMENTATIONS)}"
-            )
-        if self.augment != "none" and self.n_layers < 1:
-            raise ConfigError(f"--augment={self.augment} augments LightGCN: needs n_layers >= 1")
-        if self.augment == "ncl" and self.n_layers < 2:
-            raise ConfigError("--augment=ncl contrasts layer 2 with layer 0: needs n_layers >= 2")
-        if self.augment == "xsimgcl" and self.xsimgcl_layer_cl > self.n_layers:
-            raise ConfigError(
-                f"xsimgcl_layer_cl {self.xsimgcl_layer_cl} exceeds n_layers {self.n_layers}"
-            )
+        self._check_backbone()
+        if self.augment != "none":
+            self._check_augment()
         if self.propagation not in ("auto", *propagation.METHODS):
             raise ConfigError(
                 f"unknown propagation {self.propagation!r}; choose auto or one of "
@@ -161,7 +162,6 @@ class _RunSettings:
         for name in (
             "n_users",
             "n_items",
-            "n_layers",
             "max_epochs",
             "e_adv",
             "patience",
@@ -179,6 +179,61 @@ class _RunSettings:
             problem = setting.check(getattr(self, setting.name))
             if problem:
                 raise ConfigError(f"{setting.name} {problem}, got {getattr(self, setting.name)!r}")
+
+    def _identity(self) -> tuple:
+        """The values that make the configuration: every field, the backbone by name (an
+        empty --backbone as the one --n_layers chooses), so equal runs compare equal."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["backbone"] = self.backbone_spec.name
+        return tuple(values.items())
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    def _check_backbone(self):
+        """The backbone's own rules, and no other backbone's setting off its default."""
+        spec = self.backbone_spec
+        own = {setting.name for setting in spec.settings}
+        for name, other in BACKBONES.items():
+            for setting in other.settings:
+                value = getattr(self, setting.name)
+                if setting.name not in own and value != setting.default:
+                    raise ConfigError(
+                        f"--{setting.name}={value} is a setting of --backbone={name}; this "
+                        f"run's backbone is {spec.name}"
+                    )
+        problem = spec.check(self)
+        if problem:
+            raise ConfigError(problem)
+
+    def _check_augment(self):
+        """--augment needs a backbone with propagation layers, and its own rules."""
+        if self.augment not in AUGMENTATIONS:
+            raise ConfigError(
+                f"unknown augment {self.augment!r}; choose none or one of {tuple(AUGMENTATIONS)}"
+            )
+        depth = self.backbone_spec.depth
+        if depth is None:
+            layered = [name for name, spec in BACKBONES.items() if spec.depth is not None]
+            raise ConfigError(
+                f"--augment={self.augment} acts on propagation layers: needs a backbone with "
+                f"them ({', '.join(layered)}), not {self.backbone_spec.name}"
+            )
+        problem = self.augment_spec.check(self, depth(self))
+        if problem:
+            raise ConfigError(problem)
+
+    @property
+    def backbone_spec(self) -> Backbone:
+        """The spec of --backbone (advjax.models.registry); without one, of the backbone
+        --n_layers chooses (legacy_backbone), so `replace(cfg, n_layers=...)` of such a
+        configuration may change its backbone, as the flag always did."""
+        if self.backbone:
+            return BACKBONES[self.backbone]
+        return BACKBONES[legacy_backbone(dataclasses.asdict(self))]
 
     @property
     def loss_spec(self) -> Loss:
@@ -211,6 +266,7 @@ TrainConfig = dataclasses.make_dataclass(
     ],
     bases=(_RunSettings,),
     frozen=True,
+    eq=False,  # _RunSettings's equality: the backbone by name
 )
 TrainConfig.__module__ = __name__
 TrainConfig.__doc__ = """Hyperparameters and run settings (default: MF + AdvInfoNCE on Coat).
@@ -221,9 +277,11 @@ The fields of _RunSettings, then each registered loss's settings
 
 
 def config_dict(cfg: TrainConfig) -> dict:
-    """The configuration as saved in config.json and results.json (ks as a list)."""
+    """The configuration as saved in config.json and results.json (ks as a list, the
+    backbone by name: an empty --backbone as the one --n_layers chose)."""
     values = dataclasses.asdict(cfg)
     values["ks"] = list(values["ks"])
+    values["backbone"] = cfg.backbone_spec.name
     return values
 
 
@@ -231,9 +289,12 @@ def config_differences(saved: dict, cfg: TrainConfig) -> dict[str, tuple]:
     """Fields where a saved configuration differs from cfg: name -> (saved, current).
 
     A field missing from `saved` was added to TrainConfig after it was written, and
-    reads as its default (which keeps the earlier behaviour). A saved field that
+    reads as its default (which keeps the earlier behaviour); a missing "backbone" is
+    the one its --n_layers chose (advjax.models.registry.legacy_backbone). A saved field that
     TrainConfig no longer has is a difference: what it did is gone.
     """
+    if not saved.get("backbone"):
+        saved = {**saved, "backbone": legacy_backbone(saved)}
     defaults = config_dict(TrainConfig())
     current = config_dict(cfg)
     differences = {}

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import jax
 
 from advjax import diagnostics
-from advjax.models.scores import l2_normalize
+from advjax.scores import l2_normalize
 from advjax.train.config import TrainConfig
 from advjax.train.state import TrainState
 from advjax.train.step import Batch, loss_inputs

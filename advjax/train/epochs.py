@@ -19,9 +19,8 @@ import jax.numpy as jnp
 from advjax.augmentations.spec import EpochInputs
 from advjax.errors import ConfigError
 from advjax.losses.spec import EpochView
-from advjax.models import lightgcn_embed
-from advjax.models.scores import l2_normalize
 from advjax.sampling import bisection_steps, epoch_positives, sample_negatives
+from advjax.scores import l2_normalize
 from advjax.train.config import TrainConfig, with_values
 from advjax.train.state import TrainState
 from advjax.train.step import Batch, FrozenTables, adversary_step, cf_step
@@ -98,8 +97,10 @@ def make_epoch_fns(
     steps = bisection_steps(max_degree)
     spec = cfg.loss_spec
 
+    backbone = cfg.backbone_spec
+
     def embed(cf_params, data: TrainData):
-        return lightgcn_embed(cf_params, data.graph, n_layers=cfg.n_layers, method=data.propagation)
+        return backbone.represent(cfg, cf_params, data.graph, data.propagation)
 
     def scan_batches(step, state: TrainState, data: TrainData, epoch_key, with_keys: bool):
         """Scans `step(state, batch)` over the epoch's batches drawn from `epoch_key`."""
@@ -145,7 +146,7 @@ def make_epoch_fns(
                 cf_params=jax.lax.stop_gradient(state.cf_params),
                 graph=data.graph,
                 method=data.propagation,
-                n_layers=cfg.n_layers,
+                n_layers=backbone.depth(cfg),
                 key=jax.random.fold_in(epoch_key, _AUGMENT),
                 epoch=state.epoch,
                 data=data.aug_data,

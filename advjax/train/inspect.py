@@ -18,7 +18,7 @@ import numpy as np
 
 from advjax.data import SplitData
 from advjax.errors import ConfigError, WorkdirError
-from advjax.models.scores import l2_normalize
+from advjax.scores import l2_normalize
 from advjax.train.checkpoints import RunCheckpoints, load_run_config
 from advjax.train.diagnose import SAMPLE_STREAM
 from advjax.train.setup import RunSetup, setup_run

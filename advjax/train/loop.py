@@ -73,7 +73,9 @@ def results_record(
             "device": jax.devices()[0].device_kind,
             "jax": jax.__version__,
             # What "auto" resolved to on this platform (it follows benchmark records).
-            "propagation": run.train_data.propagation if cfg.n_layers else None,
+            "propagation": (
+                run.train_data.propagation if cfg.backbone_spec.prepare_graph else None
+            ),
             "packages": package_versions(),
             **({"mesh": run.placement.describe()} if run.placement else {}),
         },
@@ -116,7 +118,7 @@ def _open(run: RunSetup, workdir: str | None, *, restart: bool, max_to_keep: int
         n_users=run.data.n_users,
         n_items=run.data.n_items,
         n_pairs=run.data.train.nnz,
-        model=f"LightGCN-{cfg.n_layers}" if cfg.n_layers else "MF",
+        model=cfg.backbone_spec.label(cfg),
         loss=cfg.loss_label,
         n_batches=fns.n_batches,
     )

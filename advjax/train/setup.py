@@ -17,7 +17,7 @@ from advjax.data import SplitData, load_dataset
 from advjax.data.graph import Graph, empty_graph, normalized_graph
 from advjax.errors import ConfigError
 from advjax.evaluation import Evaluator, build_evaluators
-from advjax.models.propagation import prepare_graph, resolve_method
+from advjax.models.propagation import resolve_method
 from advjax.sampling import TrainPairs, make_train_pairs
 from advjax.train.batch import check_batchable
 from advjax.train.config import TrainConfig
@@ -31,8 +31,8 @@ class TrainData(struct.PyTreeNode):
 
     Attributes:
       pairs: the training pairs.
-      graph: the model's graph operand (advjax.models.propagation.prepare_graph);
-        empty for MF.
+      graph: the backbone's graph operand (its spec's prepare_graph); empty for a
+        backbone that reads none (MF).
       loss_data: the arrays the loss's spec prepared from the split ({} for most;
         BC loss: popularity levels).
       aug_data: the arrays the augmentation prepared from the graph ({} for most;
@@ -59,14 +59,16 @@ def load_split(cfg: TrainConfig) -> SplitData:
 
 
 def make_train_data(cfg: TrainConfig, data: SplitData, *, on_mesh: bool = False) -> TrainData:
-    """Device arrays of a split's training pairs, its graph when LightGCN needs one,
-    and what the loss prepares; the propagation path is resolved here, once. On a mesh
-    (`on_mesh`) "auto" is the reference "bcoo": SciPy's host product sees one device."""
+    """Device arrays of a split's training pairs, the graph operand of a backbone that
+    reads one (its spec's prepare_graph), and what the loss and the augmentation prepare;
+    the propagation path is resolved here, once. On a mesh (`on_mesh`) "auto" is the
+    reference "bcoo": SciPy's host product sees one device."""
     method = mesh_method(cfg.propagation) if on_mesh else resolve_method(cfg.propagation)
-    graph, aug_data = empty_graph(), {}
-    if cfg.n_layers:  # MF never propagates; an empty graph keeps one TrainData type
+    graph, aug_data = empty_graph(), {}  # an empty graph keeps one TrainData type
+    backbone = cfg.backbone_spec
+    if backbone.prepare_graph is not None:
         host_graph = normalized_graph(data.train, data.n_items)
-        graph = prepare_graph(host_graph, data.n_users, cfg.n_layers, method)
+        graph = backbone.prepare_graph(cfg, host_graph, data.n_users, method)
         augment = cfg.augment_spec
         if augment is not None and augment.prepare:
             aug_data = augment.prepare(host_graph, data.n_users)

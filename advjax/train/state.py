@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from advjax.models import init_embeddings
 from advjax.train.config import TrainConfig
 
 
@@ -56,7 +55,8 @@ def init_state(
     loss_data: dict | None = None,
     n_edges: int = 0,
 ) -> TrainState:
-    """Fresh state from cfg.seed: Xavier-normal embeddings, zeroed Adam moments.
+    """Fresh state from cfg.seed: the backbone's parameters (cfg.backbone_spec), zeroed
+    Adam moments.
 
     The loss's spec (cfg.loss_spec) adds its parameter groups (from their own key
     stream, so the main tables are those of every loss at this seed), its per-run
@@ -72,7 +72,7 @@ def init_state(
     loss_data = loss_data or {}
     root = jax.random.key(cfg.seed)
     key_cf, key_adv, key_run = jax.random.split(root, 3)
-    cf_params = init_embeddings(key_cf, n_users, n_items, cfg.emb_dim)
+    cf_params = cfg.backbone_spec.init_params(cfg, key_cf, n_users, n_items)
     if spec.init_params:
         extra = spec.init_params(cfg, jax.random.fold_in(key_cf, 1), loss_data)
         cf_params = {**cf_params, **extra}

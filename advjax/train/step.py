@@ -18,8 +18,7 @@ import optax
 
 from advjax.augmentations.spec import AugmentInputs
 from advjax.losses.spec import LossInputs
-from advjax.models import lightgcn_rows
-from advjax.models.scores import l2_normalize, pair_scores
+from advjax.scores import l2_normalize, pair_scores
 from advjax.train.config import TrainConfig
 from advjax.train.state import TrainState, make_optimizers
 
@@ -102,7 +101,8 @@ def cf_step(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One Adam step of the CF model on `batch`; the adversary stays as it is.
 
-    Minimises mean(loss) + l2_penalty over the CF parameter groups the loss's spec
+    Minimises mean(loss) + l2_penalty (+ the backbone's extra_loss, + the augmentation's
+    contrastive term) over the CF parameter groups the loss's spec
     trains in this epoch (`trains`; a resting group gets neither gradients nor Adam
     updates), and adds the batch to the loss's per-run state (`accumulate`).
 
@@ -112,15 +112,14 @@ def cf_step(
     spec = cfg.loss_spec
     cf_tx, _ = make_optimizers(cfg)
 
-    augment = cfg.augment_spec
+    augment, backbone = cfg.augment_spec, cfg.backbone_spec
 
     def objective(cf_params):
         extra, extra_stats = None, {}
         if augment is None:
-            user_rows, item_emb = lightgcn_rows(
-                cf_params, data.graph, batch.users, n_layers=cfg.n_layers,
-                method=data.propagation,
-            )  # fmt: skip
+            user_rows, item_emb = backbone.step_rows(
+                cfg, cf_params, data.graph, batch.users, data.propagation
+            )
         else:
             out = augment.forward(cfg, augment_inputs(cfg, state, data, batch, cf_params))
             user_rows, item_emb = out.user_rows, out.item_emb
@@ -131,6 +130,8 @@ def cf_step(
         )  # fmt: skip
         value = spec.value(cfg, inputs)
         total = jnp.mean(value.per_sample) + l2_penalty(cfg, cf_params, batch)
+        if backbone.extra_loss is not None:
+            total = total + backbone.extra_loss(cfg, cf_params, batch.users, batch.pos, batch.negs)
         if extra is not None:
             total = total + extra
         return total, (value, extra_stats)
@@ -169,7 +170,7 @@ def augment_inputs(
         cf_params=cf_params,
         graph=data.graph,
         method=data.propagation,
-        n_layers=cfg.n_layers,
+        n_layers=cfg.backbone_spec.depth(cfg),
         users=batch.users,
         pos=batch.pos,
         key=jax.random.fold_in(batch.key, _AUGMENT_STREAM),

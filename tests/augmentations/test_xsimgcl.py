@@ -69,7 +69,10 @@ def test_noise_moves_the_step_and_depends_on_the_key(coat):
 
 
 def test_settings_are_checked():
-    with pytest.raises(ConfigError, match="needs n_layers >= 1"):
+    with pytest.raises(
+        ConfigError,
+        match=r"acts on propagation layers: needs a backbone with them \(lightgcn\), not mf",
+    ):
         TrainConfig(n_layers=0, augment="xsimgcl")
     with pytest.raises(ConfigError, match="xsimgcl_layer_cl 3 exceeds n_layers 2"):
         TrainConfig(n_layers=2, augment="xsimgcl", xsimgcl_layer_cl=3)

@@ -78,7 +78,7 @@ def test_a_new_loss_needs_only_a_spec_and_a_registry_entry(monkeypatch):
 
 def test_shared_settings_must_agree_on_their_default():
     from advjax.augmentations.registry import AUGMENTATIONS, augmentation_settings
-    from advjax.losses.spec import Setting, merged_settings
+    from advjax.settings import Setting, merged_settings
 
     a = Loss("a", value=None, settings=(Setting("w", 1.0, "w"),))
     b = Loss("b", value=None, settings=(Setting("w", 1.0, "w"), Setting("v", 2, "v")))

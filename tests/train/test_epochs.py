@@ -6,8 +6,8 @@ import pytest
 
 from advjax import losses
 from advjax.data import load_dataset
-from advjax.models.scores import l2_normalize
 from advjax.sampling import bisection_steps, epoch_positives, sample_negatives
+from advjax.scores import l2_normalize
 from advjax.train import Batch, TrainConfig, setup_run
 from advjax.train.step import loss_inputs
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from advjax.models.mf import Params, xavier_normal
-from advjax.models.scores import pair_scores
+from advjax.initializers import xavier_normal
+from advjax.scores import pair_scores
 
 KINDS = ("embed", "mlp")
 
@@ -26,7 +26,7 @@ def init_hardness(
     cf_dim: int = 64,
     embed_dim: int = 64,
     mlp_dim: int = 4,
-) -> Params:
+) -> dict:
     """Parameters of a hardness model.
 
     Returns:
@@ -50,11 +50,11 @@ def init_hardness(
 
 
 def hardness_logits(
-    adv_params: Params,
+    adv_params: dict,
     kind: str,
     users: jax.Array,
     neg_items: jax.Array,
-    cf_params: Params,
+    cf_params: dict,
 ) -> jax.Array:
     """Raw hardness scores g(u, j) of each sampled negative.
 

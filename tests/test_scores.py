@@ -3,8 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from advjax.models import hardness_logits, init_embeddings, init_hardness
-from advjax.models import scores as scores_lib
+from advjax import scores as scores_lib
+from advjax.initializers import init_embeddings
+from advjax.losses.hardness import hardness_logits, init_hardness
 
 
 @pytest.mark.parametrize("n_items", [50, 5000])  # dense path, then row-gather path
