@@ -10,6 +10,7 @@ import pytest
 
 from advjax import evaluation
 from advjax.data import Interactions, SplitData, load_dataset
+from advjax.evaluation import ranking
 from advjax.metrics import per_user_topk_metrics, topk_metrics
 from tests.helpers import shared_split
 
@@ -246,9 +247,9 @@ def test_second_call_does_not_retrace(coat, coat_evaluators, monkeypatch):
     # Wraps the traced body so that a second trace fails, and empties the jit cache so
     # that the first call must trace.
     monkeypatch.setattr(
-        evaluation, "_batch_metrics", chex.assert_max_traces(evaluation._batch_metrics, n=1)
+        ranking, "_batch_metrics", chex.assert_max_traces(ranking._batch_metrics, n=1)
     )
-    evaluation._evaluate_batches.clear_cache()
+    ranking._evaluate_batches.clear_cache()
     user_emb, item_emb = random_embeddings(coat, seed=6)
     first = coat_evaluators["test_id"].evaluate(user_emb, item_emb)
     user_emb, item_emb = random_embeddings(coat, seed=7)
@@ -256,13 +257,13 @@ def test_second_call_does_not_retrace(coat, coat_evaluators, monkeypatch):
     # test_ood has the same shapes; jax arrays instead of NumPy change nothing either.
     coat_evaluators["test_ood"].evaluate(jnp.asarray(user_emb), jnp.asarray(item_emb))
     assert first != second
-    assert evaluation._evaluate_batches._cache_size() == 1
+    assert ranking._evaluate_batches._cache_size() == 1
 
 
 def test_memory_is_bounded_by_the_batch(yahoo, yahoo_evaluators):
     evaluator = yahoo_evaluators["valid"]
     user_emb, item_emb = random_embeddings(yahoo, dim=64)
-    compiled = evaluation._evaluate_batches.lower(
+    compiled = ranking._evaluate_batches.lower(
         user_emb, item_emb, evaluator._not_candidate, evaluator._batches, (20,), evaluator.method
     ).compile()
     temp_bytes = compiled.memory_analysis().temp_size_in_bytes
@@ -278,7 +279,7 @@ def test_memory_is_bounded_by_the_batch(yahoo, yahoo_evaluators):
     bound = 4 * batch_bytes + pair_bytes
     assert bound <= (4 + evaluation.RANK_MAX_PAIRS_PER_ROW) * batch_bytes
     assert temp_bytes < min(bound, 0.6 * dense_bytes), (temp_bytes, batch_bytes, pair_bytes)
-    top_k = evaluation._evaluate_batches.lower(
+    top_k = ranking._evaluate_batches.lower(
         user_emb, item_emb, evaluator._not_candidate, evaluator._batches, (20,), "top_k"
     ).compile()
     top_k_bytes = top_k.memory_analysis().temp_size_in_bytes
