@@ -218,25 +218,30 @@ class Placement:
         out = (self.state_shardings(), NamedSharding(self.mesh, P()))
         return jax.jit(on_placed, donate_argnums=0, out_shardings=out)
 
-    def embed(self, embed: Callable) -> Callable:
-        """embed(cf_params, data) -> (user_emb, item_emb) jitted on placed parameters:
-        user_emb [users padded, d] replicated, item_emb [items padded, d] over `model`
-        (what Evaluator.evaluate_on_mesh reads)."""
+    def model(self, model: Callable) -> Callable:
+        """model(cf_params, data) -> TrainedModel jitted on placed parameters: its users
+        [users padded, d] replicated, its items [items padded, d] over `model` (what
+        Evaluator.evaluate_on_mesh reads)."""
 
         def on_placed(cf_params, data):
-            user, item = embed(self.unpad(cf_params, self.rows.cf_params), data)
-            return self._pad_rows(self.n_users, user), self._pad_rows(self.n_items, item)
+            out = model(self.unpad(cf_params, self.rows.cf_params), data)
+            users = self._pad_rows(self.n_users, out.users)
+            items = self._pad_rows(self.n_items, out.items)
+            return out.replace(
+                users=jax.lax.with_sharding_constraint(users, NamedSharding(self.mesh, P())),
+                items=jax.lax.with_sharding_constraint(items, NamedSharding(self.mesh, P("model"))),
+            )
 
-        out = (NamedSharding(self.mesh, P()), NamedSharding(self.mesh, P("model")))
-        return jax.jit(on_placed, out_shardings=out)
+        return jax.jit(on_placed)
 
     def diagnose(self, diagnose: Callable) -> Callable:
-        """diagnose(state, data, sample, user_emb, item_emb) on a placed state and the
-        padded embeddings of `embed`."""
+        """diagnose(state, data, sample, model) on a placed state and the padded
+        TrainedModel of `model`."""
 
-        def on_placed(state, data, sample, user_emb, item_emb):
-            user, item = user_emb[: self.n_users], item_emb[: self.n_items]
-            return diagnose(self.unpad(state), data, sample, user, item)
+        def on_placed(state, data, sample, model):
+            model = model.replace(users=model.users[: self.n_users],
+                                  items=model.items[: self.n_items])  # fmt: skip
+            return diagnose(self.unpad(state), data, sample, model)
 
         return jax.jit(on_placed, out_shardings=NamedSharding(self.mesh, P()))
 

@@ -12,6 +12,7 @@ from advjax import evaluation
 from advjax.data import Interactions, SplitData, load_dataset
 from advjax.evaluation import ranking
 from advjax.metrics import per_user_topk_metrics, topk_metrics
+from advjax.models.trained import TrainedModel
 from tests.helpers import shared_split
 
 KEYS = ("recall@20", "ndcg@20", "hit_ratio@20", "precision@20")
@@ -95,7 +96,7 @@ def check_against_dense(data, evaluators, user_emb, item_emb):
     assert list(evaluators) == list(protocol)
     for name, (targets, exclude) in protocol.items():
         np.testing.assert_array_equal(evaluators[name].users, np.flatnonzero(targets.any(1)))
-        got = evaluators[name].evaluate(user_emb, item_emb)
+        got = evaluators[name].evaluate(TrainedModel(user_emb, item_emb))
         want = topk_metrics_jit(scores, targets, exclude, 20)
         for key in KEYS:
             np.testing.assert_allclose(got[key], float(want[key.split("@")[0]]), rtol=2e-5)
@@ -112,14 +113,14 @@ def test_yahoo_matches_dense_topk_metrics(yahoo, yahoo_evaluators):
 
 def test_results_do_not_depend_on_batch_size(coat, coat_evaluators):
     user_emb, item_emb = random_embeddings(coat, seed=3)
-    want = coat_evaluators["test_id"].evaluate(user_emb, item_emb)  # batch size 1024
+    want = coat_evaluators["test_id"].evaluate(TrainedModel(user_emb, item_emb))  # batch size 1024
     known = [coat.train, coat.valid, coat.tests["test_ood"]]
     for batch_size in (1, 7, 64):
         evaluator = evaluation.make_evaluator(
             "test_id", coat.tests["test_id"], known, n_items=coat.n_items, batch_size=batch_size
         )
         assert evaluator.users.shape == coat_evaluators["test_id"].users.shape
-        assert evaluator.evaluate(user_emb, item_emb) == want, batch_size  # exactly
+        assert evaluator.evaluate(TrainedModel(user_emb, item_emb)) == want, batch_size  # exactly
 
 
 def test_test_id_equal_to_test_ood_is_not_hidden(coat, coat_evaluators):
@@ -129,8 +130,8 @@ def test_test_id_equal_to_test_ood_is_not_hidden(coat, coat_evaluators):
     np.testing.assert_array_equal(test_id.indptr, test_ood.indptr)
     np.testing.assert_array_equal(test_id.items, test_ood.items)
     user_emb, item_emb = random_embeddings(coat, seed=4)
-    got_id = coat_evaluators["test_id"].evaluate(user_emb, item_emb)
-    got_ood = coat_evaluators["test_ood"].evaluate(user_emb, item_emb)
+    got_id = coat_evaluators["test_id"].evaluate(TrainedModel(user_emb, item_emb))
+    got_ood = coat_evaluators["test_ood"].evaluate(TrainedModel(user_emb, item_emb))
     assert got_id == got_ood
     assert all(value > 0.0 for value in got_id.values())
 
@@ -148,12 +149,12 @@ def test_targets_also_in_train_stay_rankable(coat, coat_evaluators):
     for u, i in first.items():
         user_emb[u] = item_emb[i]
     evaluator = coat_evaluators["test_id"]
-    top = evaluator.top_items(user_emb, item_emb, k=20)
+    top = evaluator.top_items(TrainedModel(user_emb, item_emb), k=20)
     row_of = {u: r for r, u in enumerate(evaluator.users)}
     for u, i in first.items():
         assert top[row_of[u], 0] == i
     # The same items stay excluded where they are not targets: valid ranks without them.
-    valid_top = coat_evaluators["valid"].top_items(user_emb, item_emb, k=20)
+    valid_top = coat_evaluators["valid"].top_items(TrainedModel(user_emb, item_emb), k=20)
     valid_rows = {u: r for r, u in enumerate(coat_evaluators["valid"].users)}
     for u, i in first.items():
         if u in valid_rows:
@@ -176,7 +177,7 @@ def test_no_excluded_item_is_ranked(coat):
         item_emb[not_candidate] = user_emb.mean(axis=0)
         for name, (targets, exclude) in dense_protocol(data).items():
             evaluator = evaluators[name]
-            top = evaluator.top_items(user_emb, item_emb, k=20)
+            top = evaluator.top_items(TrainedModel(user_emb, item_emb), k=20)
             dropped = exclude & ~targets
             for row, u in enumerate(evaluator.users):
                 assert (~dropped[u]).sum() >= 20
@@ -205,7 +206,7 @@ def test_not_candidate_items_are_never_ranked():
     angles = np.array([0.0, 0.3, 0.4, 0.5, 0.1, 0.6, 0.7, 0.8])
     item_emb = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
     user_emb = np.tile(np.array([[1.0, 0.0]], np.float32), (3, 1))
-    top = evaluator.top_items(user_emb, item_emb, k=3)
+    top = evaluator.top_items(TrainedModel(user_emb, item_emb), k=3)
     np.testing.assert_array_equal(evaluator.users, [0, 1])
     # Both drop 0 and 4; user 0 also drops train 1, 2 and valid 3, user 1 train 3.
     np.testing.assert_array_equal(top, [[5, 6, 7], [1, 2, 5]])
@@ -218,10 +219,10 @@ def test_scores_are_cosine_similarities():
     item_emb = np.array([[0.0, 1.0]] * 8, np.float32)
     item_emb[6] = [100.0, 100.0]  # user 0's target: long, at 45 degrees; wins a dot product
     item_emb[7] = [1.0, 0.0]  # user 1's target: short, aligned; wins on cosine
-    got = evaluator.per_user(user_emb, item_emb, ks=(1, 2, 3))
+    got = evaluator.per_user(TrainedModel(user_emb, item_emb), ks=(1, 2, 3))
     np.testing.assert_array_equal(got["hit_ratio@1"], [0.0, 1.0])
     # Power-of-two rescaling changes no normalised bit: results are identical.
-    scaled = evaluator.per_user(user_emb * 4.0, item_emb * 0.5, ks=(1, 2, 3))
+    scaled = evaluator.per_user(TrainedModel(user_emb * 4.0, item_emb * 0.5), ks=(1, 2, 3))
     for key in got:
         np.testing.assert_array_equal(got[key], scaled[key])
 
@@ -232,7 +233,7 @@ def test_hand_computed_evaluation():
     angles = np.arange(8) * 0.1  # item i ranks by i: 0 best
     item_emb = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
     user_emb = np.tile(np.array([[1.0, 0.0]], np.float32), (3, 1))
-    got = evaluator.evaluate(user_emb, item_emb, ks=(1, 2, 3))
+    got = evaluator.evaluate(TrainedModel(user_emb, item_emb), ks=(1, 2, 3))
     # User 0 ranks 0, 4, 5, 6, 7 (1, 2 train, 3 valid): hit at rank 3, targets {5, 6}.
     # User 1 ranks 0, 1, 2, 5, 6, 7 (3 train, 4 valid): no hit in the top 3.
     assert got["recall@2"] == 0.0
@@ -251,11 +252,11 @@ def test_second_call_does_not_retrace(coat, coat_evaluators, monkeypatch):
     )
     ranking._evaluate_batches.clear_cache()
     user_emb, item_emb = random_embeddings(coat, seed=6)
-    first = coat_evaluators["test_id"].evaluate(user_emb, item_emb)
+    first = coat_evaluators["test_id"].evaluate(TrainedModel(user_emb, item_emb))
     user_emb, item_emb = random_embeddings(coat, seed=7)
-    second = coat_evaluators["test_id"].evaluate(user_emb, item_emb)
+    second = coat_evaluators["test_id"].evaluate(TrainedModel(user_emb, item_emb))
     # test_ood has the same shapes; jax arrays instead of NumPy change nothing either.
-    coat_evaluators["test_ood"].evaluate(jnp.asarray(user_emb), jnp.asarray(item_emb))
+    coat_evaluators["test_ood"].evaluate(TrainedModel(jnp.asarray(user_emb), jnp.asarray(item_emb)))
     assert first != second
     assert ranking._evaluate_batches._cache_size() == 1
 
@@ -264,7 +265,11 @@ def test_memory_is_bounded_by_the_batch(yahoo, yahoo_evaluators):
     evaluator = yahoo_evaluators["valid"]
     user_emb, item_emb = random_embeddings(yahoo, dim=64)
     compiled = ranking._evaluate_batches.lower(
-        user_emb, item_emb, evaluator._not_candidate, evaluator._batches, (20,), evaluator.method
+        TrainedModel(user_emb, item_emb),
+        evaluator._not_candidate,
+        evaluator._batches,
+        (20,),
+        evaluator.method,
     ).compile()
     temp_bytes = compiled.memory_analysis().temp_size_in_bytes
     batch_bytes = evaluator.batch_size * (yahoo.n_items + 1) * 4  # one float32 score block
@@ -280,7 +285,11 @@ def test_memory_is_bounded_by_the_batch(yahoo, yahoo_evaluators):
     assert bound <= (4 + evaluation.RANK_MAX_PAIRS_PER_ROW) * batch_bytes
     assert temp_bytes < min(bound, 0.6 * dense_bytes), (temp_bytes, batch_bytes, pair_bytes)
     top_k = ranking._evaluate_batches.lower(
-        user_emb, item_emb, evaluator._not_candidate, evaluator._batches, (20,), "top_k"
+        TrainedModel(user_emb, item_emb),
+        evaluator._not_candidate,
+        evaluator._batches,
+        (20,),
+        "top_k",
     ).compile()
     top_k_bytes = top_k.memory_analysis().temp_size_in_bytes
     assert top_k_bytes < min(4 * batch_bytes, dense_bytes / 2), (top_k_bytes, batch_bytes)
@@ -289,12 +298,12 @@ def test_memory_is_bounded_by_the_batch(yahoo, yahoo_evaluators):
 def test_bad_shapes_raise(coat, coat_evaluators):
     user_emb, item_emb = random_embeddings(coat)
     evaluator = coat_evaluators["valid"]
-    with pytest.raises(ValueError, match="expected user_emb"):
-        evaluator.evaluate(user_emb[:-1], item_emb)
+    with pytest.raises(ValueError, match="expected model users"):
+        evaluator.evaluate(TrainedModel(user_emb[:-1], item_emb))
     with pytest.raises(ValueError, match="same d"):
-        evaluator.evaluate(user_emb, item_emb[:, :-1])
+        evaluator.evaluate(TrainedModel(user_emb, item_emb[:, :-1]))
     with pytest.raises(ValueError, match="k must be"):
-        evaluator.evaluate(user_emb, item_emb, ks=(coat.n_items + 1,))
+        evaluator.evaluate(TrainedModel(user_emb, item_emb), ks=(coat.n_items + 1,))
 
 
 def test_split_without_valid_and_empty_test():
@@ -312,11 +321,11 @@ def test_sets_without_users_get_no_evaluator():
     evaluators = evaluation.build_evaluators(data)
     assert list(evaluators) == ["test_ood"]
     user_emb, item_emb = random_embeddings(data)
-    got = evaluators["test_ood"].evaluate(user_emb, item_emb, ks=(2,))
+    got = evaluators["test_ood"].evaluate(TrainedModel(user_emb, item_emb), ks=(2,))
     assert all(np.isfinite(value) for value in got.values())
     # The empty set excludes nothing: test_ood ranks as if it were alone.
     alone = evaluation.build_evaluators(dataclasses.replace(tiny, valid=empty))["test_id"]
-    assert alone.evaluate(user_emb, item_emb, ks=(2,)) == got
+    assert alone.evaluate(TrainedModel(user_emb, item_emb), ks=(2,)) == got
 
 
 def test_make_evaluator_without_users_still_reports_nan():
@@ -325,7 +334,7 @@ def test_make_evaluator_without_users_still_reports_nan():
         "test_id", interactions({}, 3), [data.train], n_items=data.n_items
     )
     assert len(evaluator.users) == 0
-    got = evaluator.evaluate(*random_embeddings(data), ks=(2,))
+    got = evaluator.evaluate(TrainedModel(*random_embeddings(data)), ks=(2,))
     assert all(np.isnan(value) for value in got.values())
 
 
@@ -365,11 +374,11 @@ def test_rank_and_chunked_paths_equal_top_k_path(dataset, embeddings, request):
         assert len(np.unique(scores)) < 200  # heavily tied
     for name, evaluator in by_method["rank"].items():
         assert evaluator.method == "rank" and by_method["top_k"][name].method == "top_k"
-        got = evaluator.per_user(user_emb, item_emb, METHOD_KS)
-        want = by_method["top_k"][name].per_user(user_emb, item_emb, METHOD_KS)
+        got = evaluator.per_user(TrainedModel(user_emb, item_emb), METHOD_KS)
+        want = by_method["top_k"][name].per_user(TrainedModel(user_emb, item_emb), METHOD_KS)
         assert_same_per_user(got, want)
         assert got["recall@20"].mean() > 0.0
-        chunked = by_method["chunked"][name].per_user(user_emb, item_emb, METHOD_KS)
+        chunked = by_method["chunked"][name].per_user(TrainedModel(user_emb, item_emb), METHOD_KS)
         assert_same_per_user(chunked, want)
 
 
@@ -407,7 +416,7 @@ def test_rank_path_does_not_depend_on_batch_size(coat, embeddings):
             batch_size=batch_size,
             method="rank",
         )
-        results.append(evaluator.per_user(user_emb, item_emb, METHOD_KS))
+        results.append(evaluator.per_user(TrainedModel(user_emb, item_emb), METHOD_KS))
     for got in results[1:]:
         for key in results[0]:
             np.testing.assert_array_equal(got[key], results[0][key], err_msg=key)  # exactly
@@ -427,7 +436,7 @@ def test_target_also_excluded_still_counts(coat, method):
         user_emb[u] = item_emb[i]
     evaluator = evaluation.build_evaluators(coat, method=method)["test_id"]
     assert evaluator.method == method
-    got = evaluator.per_user(user_emb, item_emb, ks=(1,))
+    got = evaluator.per_user(TrainedModel(user_emb, item_emb), ks=(1,))
     row_of = {u: r for r, u in enumerate(evaluator.users)}
     for u in first:
         assert got["hit_ratio@1"][row_of[u]] == 1.0
@@ -444,7 +453,7 @@ def test_not_candidate_items_never_beat_a_target(method):
     user_emb = np.tile(np.array([[1.0, 0.0]], np.float32), (3, 1))
     evaluator = evaluation.build_evaluators(data, method=method)["test_id"]
     assert evaluator.method == method
-    got = evaluator.per_user(user_emb, item_emb, ks=(1, 2, 3))
+    got = evaluator.per_user(TrainedModel(user_emb, item_emb), ks=(1, 2, 3))
     np.testing.assert_array_equal(got["hit_ratio@1"], [1.0, 0.0])
     np.testing.assert_array_equal(got["recall@2"], [1.0, 0.0])
     np.testing.assert_array_equal(got["recall@3"], [1.0, 1.0])
@@ -481,8 +490,8 @@ def test_chunked_path_equals_top_k_on_large_catalogues(name):
             == "chunked"
         )
     user_emb, item_emb = random_embeddings(data, seed=21, dim=32)
-    got = by_method["chunked"].per_user(user_emb, item_emb, METHOD_KS)
-    want = by_method["top_k"].per_user(user_emb, item_emb, METHOD_KS)
+    got = by_method["chunked"].per_user(TrainedModel(user_emb, item_emb), METHOD_KS)
+    want = by_method["top_k"].per_user(TrainedModel(user_emb, item_emb), METHOD_KS)
     assert_same_per_user(got, want)
     for key in want:
         if not key.startswith("ndcg"):

@@ -3,8 +3,9 @@
 :func:`build_evaluators` makes one :class:`Evaluator` per target set of a split, each
 built by :func:`make_evaluator`: its users packed once into padded batches
 (:mod:`.packing`) and its metric path chosen (:mod:`.ranking`). An evaluator checks the
-embeddings it is given, runs its path on one device or on a mesh (:mod:`.mesh`), and
-returns per-user metrics aligned with its users, or their means. Per-user metrics are
+trained model it is given (advjax.models.trained: representations and how they score;
+it knows nothing of backbones), runs its path on one device or on a mesh (:mod:`.mesh`),
+and returns per-user metrics aligned with its users, or their means. Per-user metrics are
 averaged once in float64 on the host, so results do not depend on the batch size.
 """
 
@@ -15,7 +16,6 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike
 
 from advjax.data.splits import Interactions, SplitData
 from advjax.evaluation.mesh import _per_batch_on_mesh
@@ -28,6 +28,7 @@ from advjax.evaluation.ranking import (
     _top_items_batches,
 )
 from advjax.metrics import METRIC_NAMES
+from advjax.models.trained import TrainedModel
 
 
 class Evaluator:
@@ -75,16 +76,23 @@ class Evaluator:
             f"batch_size={self.batch_size}, method={self.method!r})"
         )
 
-    def _check(self, user_emb: jax.Array, item_emb: jax.Array, ks: Sequence[int]):
-        if user_emb.ndim != 2 or item_emb.ndim != 2 or user_emb.shape[1] != item_emb.shape[1]:
+    def _check(self, model: TrainedModel, ks: Sequence[int], padded: bool = False):
+        """ks as a tuple, once the model's shapes fit the split (`padded`: tables may
+        hold rows past n_users and n_items, as on a mesh)."""
+        users, items = model.users, model.items
+        if users.ndim != 2 or items.ndim != 2 or users.shape[1] != items.shape[1]:
             raise ValueError(
-                f"user_emb {user_emb.shape} and item_emb {item_emb.shape} must be [n, d]"
-                " with the same d"
+                f"model users {users.shape} and items {items.shape} must be [n, d] with the same d"
             )
-        if user_emb.shape[0] != self.n_users or item_emb.shape[0] != self.n_items:
+        n_users, n_items = users.shape[0], items.shape[0]
+        if (
+            (n_users < self.n_users or n_items < self.n_items)
+            if padded
+            else (n_users != self.n_users or n_items != self.n_items)
+        ):
             raise ValueError(
-                f"{self.name}: expected user_emb [{self.n_users}, d] and item_emb "
-                f"[{self.n_items}, d], got {user_emb.shape} and {item_emb.shape}"
+                f"{self.name}: expected model users [{self.n_users}, d] and items "
+                f"[{self.n_items}, d], got {users.shape} and {items.shape}"
             )
         ks = tuple(int(k) for k in ks)
         if not ks or any(k < 1 or k > self.n_items for k in ks):
@@ -96,96 +104,92 @@ class Evaluator:
         with ``self.users``."""
         return {name: value.reshape(-1)[self._valid] for name, value in per_batch.items()}
 
-    def per_user(
-        self, user_emb: ArrayLike, item_emb: ArrayLike, ks: Sequence[int] = (20,)
-    ) -> dict[str, np.ndarray]:
+    def per_user(self, model: TrainedModel, ks: Sequence[int] = (20,)) -> dict[str, np.ndarray]:
         """Per-user metrics of the evaluated users.
 
         Args:
-          user_emb: float [n_users, d] user vectors (L2-normalised here).
-          item_emb: float [n_items, d] item vectors (L2-normalised here).
+          model: users [n_users, d] and items [n_items, d], ranked by their scores
+            (advjax.models.trained: the dot products of its score vectors).
           ks: list lengths.
 
         Returns:
           ``"recall@K"``, ``"ndcg@K"``, ``"hit_ratio@K"``, ``"precision@K"`` for each K,
           each float32 [n_evaluated], aligned with ``self.users``.
         """
-        user_emb, item_emb = jnp.asarray(user_emb), jnp.asarray(item_emb)
-        ks = self._check(user_emb, item_emb, ks)
+        model = _on_device(model)
+        ks = self._check(model, ks)
         if not len(self.users):
             return _no_users(ks)
         out = _evaluate_batches(
-            user_emb, item_emb, self._not_candidate, self._batches, ks, self.method, self.chunk
+            model, self._not_candidate, self._batches, ks, self.method, self.chunk
         )
         return self._aligned(jax.device_get(out))
 
     def per_user_on_mesh(
-        self, user_emb: jax.Array, item_emb: jax.Array, ks: Sequence[int], mesh
+        self, model: TrainedModel, ks: Sequence[int], mesh
     ) -> dict[str, np.ndarray]:
         """per_user with the work split over a (data, model) mesh (advjax/sharding.py):
         user batches over `data`, items over `model`, each shard's top K merged exactly.
 
         Args:
-          user_emb: float [n_users + padding, d]; rows past n_users are never read.
-          item_emb: float [n_items + padding, d], padded to a multiple of the `model`
-            size; rows past n_items never rank.
+          model: users [n_users + padding, d] (rows past n_users are never read), items
+            [n_items + padding, d] padded to a multiple of the `model` size (rows past
+            n_items never rank).
           ks: list lengths.
           mesh: the jax.sharding.Mesh with axes "data" and "model".
         """
-        model = mesh.shape["model"]
-        if item_emb.shape[0] % model or item_emb.shape[0] < self.n_items:
+        shards = mesh.shape["model"]
+        if model.items.shape[0] % shards or model.items.shape[0] < self.n_items:
             raise ValueError(
-                f"{self.name}: item_emb {item_emb.shape} must hold the {self.n_items} items "
-                f"padded to a multiple of model={model}"
+                f"{self.name}: model items {model.items.shape} must hold the "
+                f"{self.n_items} items padded to a multiple of model={shards}"
             )
-        ks = self._check(user_emb[: self.n_users], item_emb[: self.n_items], ks)
+        ks = self._check(model, ks, padded=True)
         if not len(self.users):
             return _no_users(ks)
         out = _per_batch_on_mesh(
-            user_emb, item_emb, self._not_candidate, self._batches, mesh=mesh, ks=ks,
-            n_items=self.n_items,
-        )  # fmt: skip
+            model, self._not_candidate, self._batches, mesh=mesh, ks=ks, n_items=self.n_items
+        )
         return self._aligned(out)
 
-    def evaluate(
-        self, user_emb: ArrayLike, item_emb: ArrayLike, ks: Sequence[int] = (20,)
-    ) -> dict[str, float]:
+    def evaluate(self, model: TrainedModel, ks: Sequence[int] = (20,)) -> dict[str, float]:
         """Metrics averaged over the evaluated users (float64 mean on the host).
 
         Args:
-          user_emb: float [n_users, d].
-          item_emb: float [n_items, d].
+          model: as for per_user.
           ks: list lengths.
 
         Returns:
           ``"recall@K"``, ``"ndcg@K"``, ``"hit_ratio@K"``, ``"precision@K"`` for each K;
           NaN when no user has a target.
         """
-        return _averaged(self.per_user(user_emb, item_emb, ks))
+        return _averaged(self.per_user(model, ks))
 
-    def evaluate_on_mesh(
-        self, user_emb: jax.Array, item_emb: jax.Array, ks: Sequence[int], mesh
-    ) -> dict[str, float]:
+    def evaluate_on_mesh(self, model: TrainedModel, ks: Sequence[int], mesh) -> dict[str, float]:
         """evaluate with the work split over a mesh (see per_user_on_mesh)."""
-        return _averaged(self.per_user_on_mesh(user_emb, item_emb, ks, mesh))
+        return _averaged(self.per_user_on_mesh(model, ks, mesh))
 
-    def top_items(self, user_emb: ArrayLike, item_emb: ArrayLike, k: int = 20) -> np.ndarray:
+    def top_items(self, model: TrainedModel, k: int = 20) -> np.ndarray:
         """Each evaluated user's top-``k`` items after exclusion.
 
         Args:
-          user_emb: float [n_users, d].
-          item_emb: float [n_items, d].
+          model: as for per_user.
           k: list length.
 
         Returns:
           int32 [n_evaluated, k] item ids, best first, aligned with ``self.users``.
         """
-        user_emb, item_emb = jnp.asarray(user_emb), jnp.asarray(item_emb)
-        (k,) = self._check(user_emb, item_emb, (k,))
+        model = _on_device(model)
+        (k,) = self._check(model, (k,))
         if not len(self.users):
             return np.zeros((0, k), np.int32)
-        out = _top_items_batches(user_emb, item_emb, self._not_candidate, self._batches, k)
+        out = _top_items_batches(model, self._not_candidate, self._batches, k)
         return np.asarray(out).reshape(-1, k)[self._valid]
+
+
+def _on_device(model: TrainedModel) -> TrainedModel:
+    """The model with its tables as jax arrays (NumPy tables are accepted)."""
+    return model.replace(users=jnp.asarray(model.users), items=jnp.asarray(model.items))
 
 
 def _no_users(ks: tuple[int, ...]) -> dict[str, np.ndarray]:

@@ -16,7 +16,7 @@ from jax.experimental import multihost_utils
 
 from advjax.evaluation.packing import _Batches, _pad_batches, _scatter_mask
 from advjax.evaluation.ranking import _metrics_of_top, _valid_only
-from advjax.scores import l2_normalize
+from advjax.models.trained import TrainedModel
 
 
 def _shard_metrics(
@@ -68,10 +68,10 @@ def _shard_metrics(
 
 
 @functools.partial(jax.jit, static_argnames=("mesh", "ks", "n_items"))
-def _evaluate_on_mesh(user_emb, item_emb, not_candidate, batches, *, mesh, ks, n_items):
+def _evaluate_on_mesh(model: TrainedModel, not_candidate, batches, *, mesh, ks, n_items):
     """Per-user metrics [n_batches, batch] with batches over `data` and items over
-    `model` (item_emb padded to a multiple of the `model` size)."""
-    user_hat, item_hat = l2_normalize(user_emb), l2_normalize(item_emb)
+    `model` (model.items padded to a multiple of the `model` size)."""
+    user_hat, item_hat = model.score_vectors()
     if not_candidate.shape[0]:
         not_candidate = jnp.pad(not_candidate, (0, item_hat.shape[0] - not_candidate.shape[0]))
     spec = jax.sharding.PartitionSpec
@@ -88,8 +88,7 @@ def _evaluate_on_mesh(user_emb, item_emb, not_candidate, batches, *, mesh, ks, n
 
 
 def _per_batch_on_mesh(
-    user_emb: jax.Array,
-    item_emb: jax.Array,
+    model: TrainedModel,
     not_candidate: jax.Array,
     batches: _Batches,
     *,
@@ -100,8 +99,8 @@ def _per_batch_on_mesh(
     """Per-user metrics of every batch, computed on ``mesh`` and brought to the host.
 
     Args:
-      user_emb: float [n_users + padding, d].
-      item_emb: float [n_items + padding, d], padded to a multiple of the `model` size.
+      model: its users [n_users + padding, d], its items [n_items + padding, d] padded
+        to a multiple of the mesh's `model` size.
       not_candidate: bool [n_items] or [0] (:func:`.packing._candidate_mask`).
       batches: the evaluator's batches; empty ones are added here up to a multiple of
         the `data` size.
@@ -115,9 +114,7 @@ def _per_batch_on_mesh(
     """
     n_batches, data = batches.users.shape[0], mesh.shape["data"]
     batches = _pad_batches(batches, -(-n_batches // data) * data, n_items)
-    out = _evaluate_on_mesh(
-        user_emb, item_emb, not_candidate, batches, mesh=mesh, ks=ks, n_items=n_items
-    )
+    out = _evaluate_on_mesh(model, not_candidate, batches, mesh=mesh, ks=ks, n_items=n_items)
     if jax.process_count() > 1:
         out = multihost_utils.process_allgather(out, tiled=True)
     out = jax.device_get(out)

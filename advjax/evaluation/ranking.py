@@ -30,7 +30,7 @@ from advjax.metrics import (
     per_user_topk_metrics,
     select_top_k,
 )
-from advjax.scores import l2_normalize
+from advjax.models.trained import TrainedModel
 
 METHODS = ("rank", "top_k", "chunked")
 # "auto" takes the rank path when the padded target pairs of a batch are at most this
@@ -160,8 +160,7 @@ def _batch_metrics(
 
 @functools.partial(jax.jit, static_argnames=("ks", "method", "chunk"))
 def _evaluate_batches(
-    user_emb: jax.Array,
-    item_emb: jax.Array,
+    model: TrainedModel,
     not_candidate: jax.Array,
     batches: _Batches,
     ks: tuple[int, ...],
@@ -169,7 +168,7 @@ def _evaluate_batches(
     chunk: int = CHUNK,
 ) -> dict[str, jax.Array]:
     """Per-user metrics for all batches: each float32 [n_batches, batch]."""
-    user_hat, item_hat = l2_normalize(user_emb), l2_normalize(item_emb)
+    user_hat, item_hat = model.score_vectors()
     return jax.lax.map(
         lambda batch: _batch_metrics(user_hat, item_hat, not_candidate, batch, ks, method, chunk),
         batches,
@@ -178,14 +177,13 @@ def _evaluate_batches(
 
 @functools.partial(jax.jit, static_argnames=("k",))
 def _top_items_batches(
-    user_emb: jax.Array,
-    item_emb: jax.Array,
+    model: TrainedModel,
     not_candidate: jax.Array,
     batches: _Batches,
     k: int,
 ) -> jax.Array:
     """int32 [n_batches, batch, k]: each user's ranked list after exclusion."""
-    user_hat, item_hat = l2_normalize(user_emb), l2_normalize(item_emb)
+    user_hat, item_hat = model.score_vectors()
 
     def top_items(batch):
         return select_top_k(*_batch_inputs(user_hat, item_hat, not_candidate, batch), k)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import jax
 
 from advjax import diagnostics
+from advjax.models.trained import TrainedModel
 from advjax.scores import l2_normalize
 from advjax.train.config import TrainConfig
 from advjax.train.state import TrainState
@@ -26,20 +27,20 @@ SAMPLE_STREAM = 3
 
 
 def make_diagnose(cfg: TrainConfig) -> Callable:
-    """A jitted (state, data, sample, user_emb, item_emb) -> {name: []} of
+    """A jitted (state, data, sample, model) -> {name: []} of
 
       "repr/align", "repr/uniform" (users' and items' averaged), and, for a loss that
       weights its negatives (its spec's `hardness`), "hardness/kl_u_p", "kl_p_u",
       "delta_std", "pop_corr", "fn_rate" (advjax.diagnostics.hardness_stats).
 
-    user_emb [U, d], item_emb [I, d] are the final embeddings at state.cf_params (the
-    ones the validation evaluated, so a validation propagates once).
+    model: the TrainedModel at state.cf_params (the one the validation evaluated, so a
+    validation propagates once); its representations are read on the unit sphere.
     """
     spec = cfg.loss_spec
 
-    def diagnose(state: TrainState, data: TrainData, sample: diagnostics.Sample, user_emb,
-                 item_emb):  # fmt: skip
-        user_hat, item_hat = l2_normalize(user_emb), l2_normalize(item_emb)
+    def diagnose(state: TrainState, data: TrainData, sample: diagnostics.Sample,
+                 model: TrainedModel):  # fmt: skip
+        user_hat, item_hat = l2_normalize(model.users), l2_normalize(model.items)
         values = {
             "repr/align": diagnostics.alignment(user_hat[sample.users], item_hat[sample.pos]),
             "repr/uniform": (

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from advjax.augmentations.spec import EpochInputs
 from advjax.errors import ConfigError
 from advjax.losses.spec import EpochView
+from advjax.models.trained import TrainedModel, trained_model
 from advjax.sampling import bisection_steps, epoch_positives, sample_negatives
 from advjax.scores import l2_normalize
 from advjax.train.config import TrainConfig, with_values
@@ -56,14 +57,15 @@ class EpochFns:
     its embeddings are computed once for the whole pass).
     Both take an optional third argument, {setting: traced value}, that overrides cfg's
     numeric settings (advjax/train/batch.py: runs differing in them in one program).
-    embed(cf_params, data) -> (user_emb, item_emb) final embeddings for evaluation.
+    model(cf_params, data) -> the TrainedModel at cf_params (advjax.models.trained: the
+      backbone's representations and scoring), for evaluation and diagnostics.
     pure_cf_epoch, pure_adv_epoch: the same epochs before jit (trace_hook applied), for
       programs that train several runs at once (advjax/train/batch.py).
     """
 
     cf_epoch: Callable
     adv_epoch: Callable
-    embed: Callable
+    model: Callable
     n_batches: int
     pure_cf_epoch: Callable
     pure_adv_epoch: Callable
@@ -99,8 +101,11 @@ def make_epoch_fns(
 
     backbone = cfg.backbone_spec
 
-    def embed(cf_params, data: TrainData):
+    def represent(cf_params, data: TrainData):
         return backbone.represent(cfg, cf_params, data.graph, data.propagation)
+
+    def model(cf_params, data: TrainData) -> TrainedModel:
+        return trained_model(backbone, cfg, cf_params, data.graph, data.propagation)
 
     def scan_batches(step, state: TrainState, data: TrainData, epoch_key, with_keys: bool):
         """Scans `step(state, batch)` over the epoch's batches drawn from `epoch_key`."""
@@ -137,7 +142,7 @@ def make_epoch_fns(
             view = EpochView(
                 epoch=state.epoch,
                 pairs=data.pairs,
-                final_embeddings=lambda: embed(jax.lax.stop_gradient(state.cf_params), data),
+                final_embeddings=lambda: represent(jax.lax.stop_gradient(state.cf_params), data),
             )
             state = state.replace(loss_state=spec.epoch_start(cfg, state.loss_state, view))
         augment = cfg.augment_spec
@@ -161,7 +166,7 @@ def make_epoch_fns(
         cfg = with_values(base_cfg, settings)
         epoch_key = jax.random.fold_in(jax.random.fold_in(state.key, _ADV_STREAM), state.adv_epochs)
         cf_params = jax.lax.stop_gradient(state.cf_params)
-        user_emb, item_emb = embed(cf_params, data)
+        user_emb, item_emb = represent(cf_params, data)
         frozen = FrozenTables(cf_params, l2_normalize(user_emb), l2_normalize(item_emb))
         state, stats = scan_batches(
             lambda s, batch: adversary_step(cfg, s, data, batch, frozen),
@@ -173,7 +178,7 @@ def make_epoch_fns(
     return EpochFns(
         cf_epoch=jax.jit(cf_epoch, donate_argnums=0),
         adv_epoch=jax.jit(adv_epoch, donate_argnums=0),
-        embed=jax.jit(embed),
+        model=jax.jit(model),
         n_batches=n_batches,
         pure_cf_epoch=cf_epoch,
         pure_adv_epoch=adv_epoch,

@@ -102,8 +102,8 @@ def sample_hardness_logits(finished: FinishedRun) -> np.ndarray:
             f"{finished.workdir}: the run's loss ({run.cfg.loss_label}) has no hardness"
         )
     sample = run.sample
-    user_emb, item_emb = run.embed(state.cf_params)
-    user_hat, item_hat = l2_normalize(user_emb), l2_normalize(item_emb)
+    model = run.model(state.cf_params)
+    user_hat, item_hat = l2_normalize(model.users), l2_normalize(model.items)
     key = jax.random.fold_in(jax.random.fold_in(state.key, SAMPLE_STREAM), 1)
     batch = Batch(sample.users, sample.pos, sample.negs, key)
     inputs = loss_inputs(
@@ -117,8 +117,8 @@ def unit_embeddings(finished: FinishedRun) -> tuple[np.ndarray, np.ndarray]:
     """float64 (user_hat [U, d], item_hat [I, d]): the final embeddings at the best CF
     parameters, scaled to unit norm (the scores the evaluation ranks by are their
     inner products)."""
-    user_emb, item_emb = jax.device_get(finished.run.embed(finished.state.cf_params))
-    user_emb, item_emb = np.asarray(user_emb, np.float64), np.asarray(item_emb, np.float64)
+    model = jax.device_get(finished.run.model(finished.state.cf_params))
+    user_emb, item_emb = np.asarray(model.users, np.float64), np.asarray(model.items, np.float64)
     return (
         user_emb / np.maximum(np.linalg.norm(user_emb, axis=1, keepdims=True), 1e-12),
         item_emb / np.maximum(np.linalg.norm(item_emb, axis=1, keepdims=True), 1e-12),

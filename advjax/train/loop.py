@@ -152,9 +152,9 @@ def _validate(track: _Track, state, epoch: int) -> Iterator[events.Event]:
     parameters, test curves, diagnostics and the checkpoints."""
     run, cfg = track.run, track.run.cfg
     # One propagation serves the validation, the test curves and the diagnostics.
-    embedded = run.embed(state.cf_params)
+    model = run.model(state.cf_params)
     if "valid" in run.evaluators:
-        valid = run.evaluate(state.cf_params, ["valid"], embedded)["valid"]
+        valid = run.evaluate(state.cf_params, ["valid"], model)["valid"]
         check_finite(valid, f"in validation after epoch {epoch}")
         track.stopping = track.stopping.update(epoch, valid[SELECTION_METRIC])
         improved = track.stopping.improved_at(epoch)
@@ -174,8 +174,8 @@ def _validate(track: _Track, state, epoch: int) -> Iterator[events.Event]:
                 yield events.CheckpointSaved(epoch, "best")
     if cfg.log_test:
         tests = [name for name in run.evaluators if name != "valid"]
-        yield events.TestCurves(epoch, run.evaluate(state.cf_params, tests, embedded))
-    yield events.Diagnostics(epoch, run.diagnostics(state, embedded))
+        yield events.TestCurves(epoch, run.evaluate(state.cf_params, tests, model))
+    yield events.Diagnostics(epoch, run.diagnostics(state, model))
     if track.ckpt:
         record = {**track.stopping.record(), "adversary_stopped": track.adversary_stopped}
         track.ckpt.save(state, record)

@@ -18,6 +18,7 @@ from advjax.data.graph import Graph, empty_graph, normalized_graph
 from advjax.errors import ConfigError
 from advjax.evaluation import Evaluator, build_evaluators
 from advjax.models.propagation import resolve_method
+from advjax.models.trained import TrainedModel
 from advjax.sampling import TrainPairs, make_train_pairs
 from advjax.train.batch import check_batchable
 from advjax.train.config import TrainConfig
@@ -107,23 +108,22 @@ class RunSetup:
     diagnose: Callable
     placement: sharding.Placement | None = None
 
-    def embed(self, cf_params) -> tuple[jax.Array, jax.Array]:
-        """(user_emb [U, d], item_emb [I, d]): the final embeddings at cf_params. On a
-        mesh: cf_params placed or host arrays, the embeddings padded and laid out as
-        Placement.embed says."""
+    def model(self, cf_params) -> TrainedModel:
+        """The trained model at cf_params (its representations and scoring). On a mesh:
+        cf_params placed or host arrays, the representations padded and laid out as
+        Placement.model says."""
         if self.placement is not None:
             cf_params = self.placement.place_params(cf_params)
-        return self.fns.embed(cf_params, self.train_data)
+        return self.fns.model(cf_params, self.train_data)
 
-    def evaluate(self, cf_params, names, embedded=None) -> dict[str, dict[str, float]]:
-        """{name: {metric@k: value}} of the evaluators `names` at cf_params; `embedded`:
-        their final embeddings when already computed (self.embed)."""
-        user_emb, item_emb = embedded if embedded is not None else self.embed(cf_params)
+    def evaluate(self, cf_params, names, model=None) -> dict[str, dict[str, float]]:
+        """{name: {metric@k: value}} of the evaluators `names` at cf_params; `model`:
+        the trained model there when already computed (self.model)."""
+        model = model if model is not None else self.model(cf_params)
         if self.placement is not None:
             mesh, ks = self.placement.mesh, self.cfg.ks
-            return {n: self.evaluators[n].evaluate_on_mesh(user_emb, item_emb, ks, mesh)
-                    for n in names}  # fmt: skip
-        return {n: self.evaluators[n].evaluate(user_emb, item_emb, self.cfg.ks) for n in names}
+            return {n: self.evaluators[n].evaluate_on_mesh(model, ks, mesh) for n in names}
+        return {n: self.evaluators[n].evaluate(model, self.cfg.ks) for n in names}
 
     def host_params(self, cf_params) -> dict:
         """CF parameters in host memory (the best parameters; on a mesh, unpadded)."""
@@ -131,11 +131,11 @@ class RunSetup:
             return jax.device_get(cf_params)
         return self.placement.host_params(cf_params)
 
-    def diagnostics(self, state: TrainState, embedded=None) -> dict[str, float]:
+    def diagnostics(self, state: TrainState, model=None) -> dict[str, float]:
         """SPEC §7's diagnostics at `state` on the run's fixed sample (train/diagnose.py);
-        `embedded` as for evaluate."""
-        user_emb, item_emb = embedded if embedded is not None else self.embed(state.cf_params)
-        values = self.diagnose(state, self.train_data, self.sample, user_emb, item_emb)
+        `model` as for evaluate."""
+        model = model if model is not None else self.model(state.cf_params)
+        values = self.diagnose(state, self.train_data, self.sample, model)
         return {name: float(value) for name, value in values.items()}
 
 
@@ -198,7 +198,7 @@ def setup_run(
             fns,
             cf_epoch=placement.epoch(fns.pure_cf_epoch),
             adv_epoch=placement.epoch(fns.pure_adv_epoch),
-            embed=placement.embed(fns.embed),
+            model=placement.model(fns.model),
         )
         diagnose = placement.diagnose(diagnose)
     return RunSetup(cfg, data, train_data, fns, evaluators, state, sample, diagnose, placement)

@@ -15,6 +15,7 @@ import pytest
 from advjax import evaluation
 from advjax.data import SplitData, load_dataset, load_split_dir, print_warning
 from advjax.errors import ConfigError, DataError
+from advjax.models.trained import TrainedModel
 
 
 def _write(root: pathlib.Path, name: str, text: str) -> pathlib.Path:
@@ -152,7 +153,9 @@ def test_evaluator_over_declared_sizes(tmp_path):
     evaluator = evaluation.build_evaluators(data)["test_id"]
     assert (evaluator.n_users, evaluator.n_items) == (3, 6)
     rng = np.random.default_rng(0)
-    got = evaluator.evaluate(rng.normal(size=(3, 4)), rng.normal(size=(6, 4)), ks=(5,))
+    got = evaluator.evaluate(
+        TrainedModel(rng.normal(size=(3, 4)), rng.normal(size=(6, 4))), ks=(5,)
+    )
     assert got["hit_ratio@5"] == 1.0  # 5 candidates per user, target among them
 
 
@@ -302,7 +305,9 @@ def test_items_only_in_test_files_are_counted(tmp_path):
     assert data.n_items == 5
     evaluator = evaluation.build_evaluators(data)["test_id"]
     rng = np.random.default_rng(1)
-    got = evaluator.evaluate(rng.normal(size=(2, 4)), rng.normal(size=(5, 4)), ks=(3,))
+    got = evaluator.evaluate(
+        TrainedModel(rng.normal(size=(2, 4)), rng.normal(size=(5, 4))), ks=(3,)
+    )
     assert got["recall@3"] == 1.0  # 3 candidates left for user 0 (0, 1 train; 2 valid)
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from advjax.data import load_split_dir
 from advjax.errors import ConfigError
+from advjax.models.trained import TrainedModel
 from data_prep import interactions, popularity_shift
 from data_prep.popularity_shift import TEST_ID, TRAIN, VALID, Protocol
 from tests.helpers import run_module
@@ -178,7 +179,7 @@ def test_cli_output_evaluates(tmp_path):
     user_emb = rng.normal(size=(split.n_users, 8)).astype(np.float32)
     item_emb = rng.normal(size=(split.n_items, 8)).astype(np.float32)
     for name, evaluator in evaluators.items():
-        metrics = evaluator.evaluate(user_emb, item_emb)
+        metrics = evaluator.evaluate(TrainedModel(user_emb, item_emb))
         assert 0 <= metrics["recall@20"] <= 1, name
 
 

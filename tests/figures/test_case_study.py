@@ -23,7 +23,8 @@ def _unit(x) -> np.ndarray:
 
 
 def _cos_and_rank(finished, user: int, negs: np.ndarray, train: list[int]):
-    user_emb, item_emb = finished.run.embed(finished.state.cf_params)
+    model = finished.run.model(finished.state.cf_params)
+    user_emb, item_emb = model.users, model.items
     scores = _unit(item_emb) @ _unit(user_emb)[user]
     candidates = np.array([i for i in range(len(scores)) if i not in train])
     ranked = candidates[np.argsort(-scores[candidates], kind="stable")]

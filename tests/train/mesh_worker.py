@@ -84,6 +84,7 @@ def evaluation_report(meshes: list[str]) -> dict:
     an exact tie."""
     from advjax.data import load_dataset
     from advjax.evaluation import build_evaluators, make_evaluator
+    from advjax.models.trained import TrainedModel
     from advjax.sharding import make_mesh, padded_rows, parse_mesh
 
     data = load_dataset("coat")
@@ -108,8 +109,8 @@ def evaluation_report(meshes: list[str]) -> dict:
         )
         report[spec] = {}
         for name, evaluator in evaluators.items():
-            alone = evaluator.per_user(user, item, (5, 20))
-            split = evaluator.per_user_on_mesh(*on_mesh, (5, 20), mesh)
+            alone = evaluator.per_user(TrainedModel(user, item), (5, 20))
+            split = evaluator.per_user_on_mesh(TrainedModel(*on_mesh), (5, 20), mesh)
             report[spec][name] = {m: float(np.max(np.abs(split[m] - alone[m]))) for m in alone}
     return report
 

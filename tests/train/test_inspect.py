@@ -67,8 +67,8 @@ def test_best_cf_model_and_final_adversary(workdir, finished):
 
 
 def test_cosines_and_ranks_by_argsort(finished):
-    user_emb, item_emb = (np.asarray(x, np.float64) for x in finished.run.embed(
-        finished.state.cf_params))  # fmt: skip
+    model = finished.run.model(finished.state.cf_params)
+    user_emb, item_emb = (np.asarray(x, np.float64) for x in (model.users, model.items))
     user_hat = user_emb / np.linalg.norm(user_emb, axis=1, keepdims=True)
     item_hat = item_emb / np.linalg.norm(item_emb, axis=1, keepdims=True)
     train = finished.run.data.train

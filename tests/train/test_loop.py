@@ -7,6 +7,7 @@ import pytest
 from advjax.data import load_dataset
 from advjax.evaluation import build_evaluators
 from advjax.models import init_embeddings, propagation
+from advjax.models.trained import TrainedModel
 from advjax.train import TrainConfig, train_and_evaluate
 
 
@@ -21,7 +22,7 @@ def _random_recall(data, n_seeds=5):
     values = []
     for seed in range(n_seeds):
         params = init_embeddings(jax.random.key(100 + seed), data.n_users, data.n_items)
-        values.append(evaluator.evaluate(params["user"], params["item"])["recall@20"])
+        values.append(evaluator.evaluate(TrainedModel(params["user"], params["item"]))["recall@20"])
     return float(np.mean(values))
 
 

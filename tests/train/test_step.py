@@ -89,7 +89,8 @@ def test_cf_step_leaves_the_adversary_and_adversary_step_the_cf_model():
     assert set(stats) == {"loss", "kl"}
     jax.tree_util.tree_map(np.testing.assert_array_equal, after_cf.adv_params, adv_before)
 
-    user, item = run.fns.embed(state.cf_params, run.train_data)
+    model = run.fns.model(state.cf_params, run.train_data)
+    user, item = model.users, model.items
     frozen = FrozenTables(
         state.cf_params, user / jnp.linalg.norm(user, axis=-1, keepdims=True),
         item / jnp.linalg.norm(item, axis=-1, keepdims=True),
@@ -104,7 +105,8 @@ def test_cf_step_leaves_the_adversary_and_adversary_step_the_cf_model():
 def test_adversary_step_ascends_or_descends_the_loss(strategy, sign):
     cfg, run, batch = _setup(loss="adv_infonce", hardness_strategy=strategy, lr_adv=0.05)
     state = run.state
-    user, item = run.fns.embed(state.cf_params, run.train_data)
+    model = run.fns.model(state.cf_params, run.train_data)
+    user, item = model.users, model.items
     normalize = lambda x: x / jnp.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
     frozen = FrozenTables(state.cf_params, normalize(user), normalize(item))
     losses = []
