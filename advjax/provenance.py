@@ -11,6 +11,8 @@ import os
 import platform
 import subprocess
 
+import jax
+
 # The packages whose arithmetic a run's numbers depend on: two runs of one
 # configuration can differ in the last bits when these do.
 NUMERIC_PACKAGES = ("jax", "jaxlib", "numpy", "scipy", "optax", "flax")
@@ -38,3 +40,25 @@ def git_commit(short: bool = False) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def machine_info() -> dict:
+    """{"cpu": model name, "cores", "platform": JAX's backend, "devices",
+    "load_avg_1m_start"}: the machine a timing ran on (benchmark records, the cost
+    figure)."""
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "load_avg_1m_start": os.getloadavg()[0],
+    }

@@ -30,18 +30,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
-import numpy as np
 from absl import app, flags, logging
 
 from advjax.augmentations.ncl import KMEANS_ITERS
 from advjax.data import SplitData, load_dataset
-from advjax.errors import check_finite
 from advjax.files import write_atomically
-from advjax.provenance import git_commit, package_versions
-from advjax.train import TrainConfig, setup_run
+from advjax.provenance import git_commit, machine_info, package_versions
+from advjax.train import TrainConfig
+from advjax.train.setup import RunSetup
+from advjax.train.state import TrainState
 from benchmarks import floor
+from experiments.timing import EpochTimes, time_epochs, timed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RECORD_PREFIX = "BENCH_RECORD "
@@ -140,17 +142,6 @@ def select_cells(patterns: list[str], quick: bool) -> list[str]:
     return cells
 
 
-def _median(values: list[float]) -> float:
-    return float(np.median(values))
-
-
-def _timed(fn: Callable, *args):
-    tick = time.perf_counter()
-    out = fn(*args)
-    jax.block_until_ready(out)
-    return out, time.perf_counter() - tick
-
-
 def _terms_json(terms: dict[str, floor.Cost]) -> dict[str, list[float]]:
     return {name: [c.flops, c.stream_bytes, c.gather_bytes] for name, c in terms.items()}
 
@@ -234,8 +225,8 @@ def bench_config(
     rates: dict | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Times the training passes and evaluators of any configuration (a flagfile's:
-    experiments/figures/cost.py) in this process and returns its record.
+    """Times the training passes and evaluators of any configuration in this process
+    and returns its record.
 
     Args:
       data: the loaded split.
@@ -252,63 +243,85 @@ def bench_config(
       A record with RECORD_KEYS and details (cost terms per step, batches, settings);
       floor_s and floor_ratio are None without rates.
     """
-    n_layers, batch_size, n_neg, tau = cfg.n_layers, cfg.batch_size, cfg.n_neg, cfg.tau
-    full_batches = data.train.nnz // batch_size
-    # A capped epoch samples n_batches * batch_size slots; the per-step work is the same.
-    run = setup_run(cfg, data, max_batches=max_batches)
-    fns, train_data, state, n_batches = run.fns, run.train_data, run.state, run.fns.n_batches
-    n_edges = int(train_data.graph.rows.shape[0])
-    method = train_data.propagation if n_layers else "-"
-    log(
-        f"{dataset}/{backbone}/{loss}: {data.n_users} users, {data.n_items} items, "
-        f"{data.train.nnz} pairs, {n_edges} edges; batch {batch_size}, N {n_neg}, tau {tau}; "
-        f"{n_batches} of {full_batches} batches/epoch; propagation {method}"
-    )
-
-    tick = time.perf_counter()
-    cf_epoch = fns.cf_epoch.lower(state, train_data).compile()
-    compile_s = time.perf_counter() - tick
-    adv_epoch = None
+    times = time_epochs(
+        data, cfg, label=f"{dataset}/{backbone}/{loss}", warmup_epochs=warmup_epochs,
+        timed_epochs=timed_epochs, max_batches=max_batches, log=log,
+    )  # fmt: skip
+    evaluation = _time_evaluation(times.run, times.state)
+    record = {
+        "dataset": dataset,
+        "backbone": backbone,
+        "loss": loss,
+        **_speed(cfg, times, evaluation),
+        **_cf_cost(data, cfg, times),
+        **_details(data, cfg, times, evaluation),
+    }
     if cfg.trains_adversary:
-        tick = time.perf_counter()
-        adv_epoch = fns.adv_epoch.lower(state, train_data).compile()
-        compile_s += time.perf_counter() - tick
+        record.update(_adv_cost(data, cfg, times))
+    if rates is not None:
+        add_floor(record, rates)
+    return record
 
-    cf_times, adv_times = [], []
-    for epoch in range(warmup_epochs + timed_epochs):
-        timed = epoch >= warmup_epochs
-        line = f"  epoch {epoch} ({'timed' if timed else 'warm-up'}):"
-        if adv_epoch is not None:
-            (state, stats), seconds = _timed(adv_epoch, state, train_data)
-            check_finite(stats, f"in adversarial epoch {epoch}")
-            adv_times += [seconds] if timed else []
-            line += f" adv {seconds:.3f}s"
-        (state, stats), seconds = _timed(cf_epoch, state, train_data)
-        check_finite(stats, f"in CF epoch {epoch}")
-        cf_times += [seconds] if timed else []
-        log(f"{line} cf {seconds:.3f}s")
 
-    evaluators = run.evaluators
+class _EvalTimes(NamedTuple):
+    """Seconds of one evaluation of every split and of the validation's diagnostics,
+    each after a first call that compiled it."""
+
+    eval_s: float
+    eval_first_s: float
+    eval_users: int
+    evaluators: list[str]
+    diag_s: float
+    diag_first_s: float
+
+
+def _time_evaluation(run: RunSetup, state: TrainState) -> _EvalTimes:
+    """Times every evaluator of the split, then the diagnostics every validation adds
+    (advjax/train/diagnose.py, on its fixed sample), twice each at `state`."""
 
     def evaluate_all():
-        return run.evaluate(state.cf_params, list(evaluators))
+        return run.evaluate(state.cf_params, list(run.evaluators))
 
-    _, eval_first_s = _timed(evaluate_all)
-    _, eval_s = _timed(evaluate_all)
-    eval_users = sum(len(ev.users) for ev in evaluators.values())
-    # The diagnostics every validation adds (advjax/train/diagnose.py), on its fixed sample.
-    _, diag_first_s = _timed(run.diagnostics, state)
-    _, diag_s = _timed(run.diagnostics, state)
+    _, eval_first_s = timed(evaluate_all)
+    _, eval_s = timed(evaluate_all)
+    eval_users = sum(len(ev.users) for ev in run.evaluators.values())
+    _, diag_first_s = timed(run.diagnostics, state)
+    _, diag_s = timed(run.diagnostics, state)
+    return _EvalTimes(eval_s, eval_first_s, eval_users, list(run.evaluators), diag_s, diag_first_s)
 
-    epoch_s = _median(cf_times)
+
+def _speed(cfg: TrainConfig, times: EpochTimes, evaluation: _EvalTimes) -> dict:
+    """The record's speed and memory figures (the table's columns)."""
+    return {
+        "train_samples_per_s": times.n_batches * cfg.batch_size / times.epoch_s,
+        "epoch_s": times.epoch_s,
+        "adv_epoch_s": times.adv_epoch_s,
+        "eval_s": evaluation.eval_s,
+        "eval_users_per_s": evaluation.eval_users / evaluation.eval_s,
+        "compile_s": times.compile_s,
+        "peak_rss_mb": peak_rss_mb(),
+        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _step_sizes(data: SplitData, cfg: TrainConfig) -> dict:
+    """The sizes every step's cost terms take (floor.cf_step_terms, adv_step_terms)."""
+    return {
+        "n_users": data.n_users,
+        "n_items": data.n_items,
+        "batch": cfg.batch_size,
+        "n_neg": cfg.n_neg,
+        "dim": cfg.emb_dim,
+    }
+
+
+def _cf_cost(data: SplitData, cfg: TrainConfig, times: EpochTimes) -> dict:
+    """The CF epoch's counted work: each step's terms times the batches, plus what an
+    epoch pays once; floor_s and floor_ratio wait for the rates (add_floor)."""
     cf_terms = floor.cf_step_terms(
-        n_users=data.n_users,
-        n_items=data.n_items,
-        batch=batch_size,
-        n_neg=n_neg,
-        dim=cfg.emb_dim,
-        n_layers=n_layers,
-        n_edges=n_edges,
+        **_step_sizes(data, cfg),
+        n_layers=cfg.n_layers,
+        n_edges=times.n_edges,
         adversarial=cfg.trains_adversary,
         augment=cfg.augment,
         n_clusters=cfg.ncl_clusters,
@@ -321,68 +334,58 @@ def bench_config(
         n_clusters=cfg.ncl_clusters,
         kmeans_iters=KMEANS_ITERS,
     )
-    cf_cost = floor.total(cf_terms) * n_batches + floor.total(once_terms)
-    record = {
-        "dataset": dataset,
-        "backbone": backbone,
-        "loss": loss,
-        "train_samples_per_s": n_batches * batch_size / epoch_s,
-        "epoch_s": epoch_s,
-        "adv_epoch_s": _median(adv_times) if adv_times else None,
-        "eval_s": eval_s,
-        "eval_users_per_s": eval_users / eval_s,
-        "compile_s": compile_s,
-        "peak_rss_mb": peak_rss_mb(),
-        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    cost = floor.total(cf_terms) * times.n_batches + floor.total(once_terms)
+    return {
         "floor_s": None,
         "floor_ratio": None,
-        "flops_per_epoch": cf_cost.flops,
-        "bytes_per_epoch": cf_cost.bytes,
-        "stream_bytes_per_epoch": cf_cost.stream_bytes,
-        "gather_bytes_per_epoch": cf_cost.gather_bytes,
+        "flops_per_epoch": cost.flops,
+        "bytes_per_epoch": cost.bytes,
+        "stream_bytes_per_epoch": cost.stream_bytes,
+        "gather_bytes_per_epoch": cost.gather_bytes,
         "cf_step_terms": _terms_json(cf_terms),
         "cf_epoch_terms": _terms_json(once_terms),
-        "cf_epoch_times_s": cf_times,
-        "adv_epoch_times_s": adv_times,
-        "eval_compile_s": max(eval_first_s - eval_s, 0.0),
-        "diagnostics_s": diag_s,
-        "diagnostics_compile_s": max(diag_first_s - diag_s, 0.0),
-        "eval_users": eval_users,
-        "evaluators": list(evaluators),
-        "batches_per_epoch": n_batches,
-        "full_batches_per_epoch": full_batches,
-        "full_epoch_s_est": epoch_s * full_batches / n_batches,
-        "batch_size": batch_size,
-        "n_neg": n_neg,
-        "tau": tau,
+    }
+
+
+def _details(data: SplitData, cfg: TrainConfig, times: EpochTimes, evaluation: _EvalTimes) -> dict:
+    """What the record's figures were measured on and with: every timing, the batches,
+    the split's sizes and the settings."""
+    return {
+        "cf_epoch_times_s": times.cf_times,
+        "adv_epoch_times_s": times.adv_times,
+        "eval_compile_s": max(evaluation.eval_first_s - evaluation.eval_s, 0.0),
+        "diagnostics_s": evaluation.diag_s,
+        "diagnostics_compile_s": max(evaluation.diag_first_s - evaluation.diag_s, 0.0),
+        "eval_users": evaluation.eval_users,
+        "evaluators": evaluation.evaluators,
+        "batches_per_epoch": times.n_batches,
+        "full_batches_per_epoch": times.full_batches,
+        "full_epoch_s_est": times.epoch_s * times.full_batches / times.n_batches,
+        "batch_size": cfg.batch_size,
+        "n_neg": cfg.n_neg,
+        "tau": cfg.tau,
         "n_users": data.n_users,
         "n_items": data.n_items,
-        "n_edges": n_edges,
-        "propagation": method,
-        "warmup_epochs": warmup_epochs,
-        "timed_epochs": timed_epochs,
+        "n_edges": times.n_edges,
+        "propagation": times.propagation,
+        "warmup_epochs": times.warmup_epochs,
+        "timed_epochs": times.timed_epochs,
     }
-    if cfg.trains_adversary:
-        adv_terms = floor.adv_step_terms(
-            n_users=data.n_users,
-            n_items=data.n_items,
-            batch=batch_size,
-            n_neg=n_neg,
-            dim=cfg.emb_dim,
-        )
-        # The adversarial pass propagates once, forward only, for the whole epoch.
-        adv_cost = floor.total(adv_terms) * n_batches + floor.propagation_cost(
-            n_edges, data.n_users + data.n_items, cfg.emb_dim, n_layers, passes=1
-        )
-        record.update(
-            adv_step_terms=_terms_json(adv_terms),
-            adv_flops_per_epoch=adv_cost.flops,
-            adv_stream_bytes_per_epoch=adv_cost.stream_bytes,
-            adv_gather_bytes_per_epoch=adv_cost.gather_bytes,
-        )
-    if rates is not None:
-        add_floor(record, rates)
-    return record
+
+
+def _adv_cost(data: SplitData, cfg: TrainConfig, times: EpochTimes) -> dict:
+    """The adversarial epoch's counted work (an adversary's configurations only)."""
+    adv_terms = floor.adv_step_terms(**_step_sizes(data, cfg))
+    # The adversarial pass propagates once, forward only, for the whole epoch.
+    cost = floor.total(adv_terms) * times.n_batches + floor.propagation_cost(
+        times.n_edges, data.n_users + data.n_items, cfg.emb_dim, cfg.n_layers, passes=1
+    )
+    return {
+        "adv_step_terms": _terms_json(adv_terms),
+        "adv_flops_per_epoch": cost.flops,
+        "adv_stream_bytes_per_epoch": cost.stream_bytes,
+        "adv_gather_bytes_per_epoch": cost.gather_bytes,
+    }
 
 
 def _epoch_cost(record: dict, prefix: str = "") -> floor.Cost:
@@ -458,25 +461,6 @@ def results_table(records: list[dict]) -> str:
             cells.append(f"{_fmt(record[key], spec):>{width}}")
         lines.append(" ".join(cells))
     return "\n".join(lines)
-
-
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "load_avg_1m_start": os.getloadavg()[0],
-    }
 
 
 def _settings() -> tuple[int, int]:

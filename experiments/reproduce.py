@@ -4,12 +4,11 @@
 
 Runs every cell of the table (experiments/tables.py) for seeds 1..--seeds, each in its
 own workdir under --runs (checkpointed: a killed sweep continues where it stopped; a
-finished run is only re-reported). Then writes results/TABLE.md and results/TABLE.json:
-per cell the mean ± std over seeds of test Recall@20, NDCG@20 and HR@20, the paper's
-numbers, the improvement over InfoNCE of the same backbone, and paired t-tests over
-seeds of AdvInfoNCE and each of its variants (-mlp, ...) against InfoNCE and against
-the strongest rival, and of each rival against AdvInfoNCE. A hand-written
-results/TABLE.notes.md (the findings behind shortfalls) is appended under the table.
+finished run is only re-reported). Then writes results/TABLE.md and results/TABLE.json
+(experiments/report.py: per cell the mean ± std over seeds of test Recall@20, NDCG@20
+and HR@20, the paper's numbers, the improvement over InfoNCE of the same backbone, and
+paired t-tests over seeds). A hand-written results/TABLE.notes.md (the findings behind
+shortfalls) is appended under the table.
 
 The seeds of a cell that this process trains run in one compiled program
 (--batch_seeds, advjax/train/batch.py; with the default --run_batching=map each result
@@ -34,12 +33,10 @@ import os
 import platform
 import time
 
-import numpy as np
-import scipy.stats
 from absl import flags
 
 from advjax.errors import ConfigError, WorkdirError
-from advjax.files import read_json_object, write_atomically
+from advjax.files import read_json_object
 from advjax.metrics import SELECTION_METRIC
 from advjax.provenance import git_commit
 from advjax.train import TrainConfig, train_and_evaluate
@@ -47,6 +44,7 @@ from advjax.train.config import config_differences, format_differences
 from advjax.train.loop import train_runs
 from advjax.train.sinks import ProgressLines, print_flushed
 from experiments import cli
+from experiments.report import summarize, table_split, write_table
 from experiments.run import finished_results, read_flagfile
 from experiments.tables import TABLES, Cell
 
@@ -81,8 +79,6 @@ flags.DEFINE_bool(
     "--nobatch_seeds trains them one after another, as separate programs.",
 )
 FLAGS = flags.FLAGS
-
-METRICS = ("recall@20", "ndcg@20", "hit_ratio@20")
 
 
 def _cell_run(cell: Cell, seed: int, runs: str) -> tuple[TrainConfig, str]:
@@ -227,16 +223,6 @@ def run_records(cells: list[Cell], per_seed: dict) -> list[dict]:
     ]
 
 
-def trained_on(results: dict) -> str:
-    """Where a run was trained: its results.json's device, jax version and, where
-    recorded, LightGCN's propagation path ("NVIDIA H100 (jax 0.11.2, csr)")."""
-    where = results.get("platform")
-    if where is None:
-        return "cpu (device not recorded)"
-    path = f", {where['propagation']}" if where.get("propagation") else ""
-    return f"{where['device']} (jax {where['jax']}{path})"
-
-
 def epochs_seconds(workdir: str) -> float:
     """The run's training time: its epochs' epoch_s in metrics.jsonl (the first
     invocation's, also when the run is only re-reported now); an epoch trained in one
@@ -253,301 +239,22 @@ def epochs_seconds(workdir: str) -> float:
     return total
 
 
-def shift_splits(results: dict) -> list[str]:
-    """A popularity-shift split's test sets (data_prep.popularity_shift: test_ood_1,
-    test_ood_2, ... by growing shift), in that order; [] for any other split."""
-    names = [k for k in results if k.startswith("test_ood_") and k[9:].isdigit()]
-    return sorted(names, key=lambda k: int(k[9:]))
-
-
-def _test_split(results: dict) -> str:
-    """The test set of the main table: test_ood, else a shift split's last (strongest
-    shift) test_ood_K, else test."""
-    if "test_ood" in results:
-        return "test_ood"
-    shifted = shift_splits(results)
-    return shifted[-1] if shifted else "test"
-
-
-def _split_stats(runs: dict, seeds: list[int], split: str) -> dict:
-    """{'per_seed', 'mean', 'std'} of METRICS on `split` over `seeds` of {seed: results}."""
-    values = {m: np.array([runs[s][split][m] for s in seeds]) for m in METRICS}
-    return {"per_seed": {m: v.tolist() for m, v in values.items()}, **_mean_std(values)}
-
-
-def _at_seeds(row: dict, metric: str, seeds: list[int]) -> list[float]:
-    """A row's per-seed values of `metric` at the given seeds, in their order."""
-    return [row["per_seed"][metric][row["seed_list"].index(s)] for s in seeds]
-
-
-def _mean_std(values: dict[str, np.ndarray]) -> dict:
-    """{'mean': {metric: mean}, 'std': {metric: sample std, 0 for one seed}}."""
-    return {
-        "mean": {m: float(v.mean()) for m, v in values.items()},
-        "std": {m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()},
-    }
-
-
-def summarize(table: str, cells: list[Cell], per_seed: dict) -> dict:
-    """Means, stds, improvements and paired tests from {cell name: {seed: results}}.
-
-    A cell with no finished run gets a row with seeds 0 and no figures; paired tests
-    use the seeds both cells finished (at least 2).
-    """
-    rows = []
-    for cell in cells:
-        runs = per_seed.get(cell.name, {})
-        row = {
-            "backbone": cell.backbone,
-            "method": cell.method,
-            "flagfile": cell.flagfile,
-            "overrides": dict(cell.overrides),
-            "role": cell.role,
-            "paper": cell.paper,
-            "seeds": len(runs),
-        }
-        rows.append(row)
-        if not runs:
-            continue
-        seeds = sorted(runs)
-        split = _test_split(runs[seeds[0]])
-        values = {m: np.array([runs[s][split][m] for s in seeds]) for m in METRICS}
-        row.update(
-            split=split,
-            seed_list=seeds,
-            per_seed={m: v.tolist() for m, v in values.items()},
-            **_mean_std(values),
-            trained_on=sorted({trained_on(r) for r in runs.values()}),
-        )
-        # A split whose test_id differs from test_ood (yelp2018.new) also reports the
-        # in-distribution test, to set the OOD figures against.
-        if split == "test_ood" and any(_distinct_tests(r) for r in runs.values()):
-            id_values = {m: np.array([runs[s]["test_id"][m] for s in seeds]) for m in METRICS}
-            stats = _mean_std(id_values)
-            row["id_mean"], row["id_std"] = stats["mean"], stats["std"]
-        # A popularity-shift split (paper Table 2's layout): every test set, and the
-        # validation NDCG the runs were selected on.
-        shifted = shift_splits(runs[seeds[0]])
-        if shifted:
-            row["shift"] = {
-                name: _split_stats(runs, seeds, name)
-                for name in [*shifted, "test_id", "valid"]
-                if all(name in runs[s] for s in seeds)
-            }
-    for backbone in {row["backbone"] for row in rows}:
-        group = [row for row in rows if row["backbone"] == backbone and row["seeds"]]
-        base = next((r for r in group if r["role"] == "infonce"), None)
-        for row in group:
-            if base is not None:
-                row["imp_over_infonce_pct"] = {
-                    m: 100 * (row["mean"][m] / base["mean"][m] - 1) for m in METRICS
-                }
-        rivals = [r for r in group if r["role"] == "rival"]
-        strongest = max(rivals, key=lambda r: r["mean"][SELECTION_METRIC], default=None)
-        ours = next((r for r in group if r["role"] == "ours"), None)
-        for row in rivals:
-            row["tests"] = _paired_tests(row, {"vs_ours": ours})
-        for row in group:
-            if row["role"] in ("ours", "variant"):
-                against = {"vs_infonce": base, "vs_strongest_rival": strongest}
-                row["tests"] = _paired_tests(row, against)
-                for split in row.get("shift", {}):
-                    if split != "valid":
-                        on_split = {k: _on_split(r, split) for k, r in against.items()}
-                        row["shift"][split]["tests"] = _paired_tests(
-                            _on_split(row, split), on_split
-                        )
-    return {"table": table, "rows": rows}
-
-
-def _on_split(row: dict | None, split: str) -> dict | None:
-    """`row` with its per-seed figures on shift split `split` (None: it has none)."""
-    if row is None or split not in row.get("shift", {}):
-        return None
-    return {**row, "per_seed": row["shift"][split]["per_seed"]}
-
-
-def _paired_tests(row: dict, against: dict[str, dict | None]) -> dict:
-    """{label: {'against', 'seeds', 'recall@20': p, 'ndcg@20': p}}: paired t-tests of
-    `row` against each other row over the seeds both finished (skipped under 2)."""
-    tests = {}
-    for label, other in against.items():
-        if other is None:
-            continue
-        common = sorted(set(row["seed_list"]) & set(other["seed_list"]))
-        if len(common) < 2:
-            continue
-        tests[label] = {"against": other["method"], "seeds": len(common)}
-        for m in ("recall@20", "ndcg@20"):
-            pairs = [_at_seeds(r, m, common) for r in (row, other)]
-            tests[label][m] = float(scipy.stats.ttest_rel(*pairs).pvalue)
-    return tests
-
-
-def _distinct_tests(results: dict) -> bool:
-    """Whether a run's test_id and test_ood metrics differ beyond float rounding.
-
-    Identical test files can still differ in the last digits on a GPU, whose
-    reductions do not fix their order (KuaiRec on an H100: NDCG 1e-10 apart).
-    """
-    iid, ood = results.get("test_id"), results["test_ood"]
-    return iid is not None and any(
-        not np.isclose(iid[m], ood[m], rtol=1e-6, atol=0.0) for m in METRICS
-    )
-
-
-def _devices_text(rows: list[dict]) -> str:
-    """'NVIDIA H200 (jax 0.11.2)' or, when cells differ, each device with its cells."""
-    cells: dict[str, list[str]] = {}
-    for row in rows:
-        for device in row.get("trained_on", []):
-            cells.setdefault(device, []).append(f"{row['backbone']} {row['method']}")
-    if not cells:
-        return "nothing yet (no finished run)"
-    if len(cells) == 1:
-        return next(iter(cells))
-    return "; ".join(f"{device}: {', '.join(names)}" for device, names in cells.items())
-
-
-def mean_std_text(mean: float, std: float) -> str:
-    """Mean ± std as "0.2633 ± 0.0153": 4 decimals; more where the std is under 0.0005, so
-    that it keeps 2 significant digits (yelp2018's OOD recall, 0.0095 ± 0.00003, would
-    otherwise read ± 0.0000)."""
-    decimals = 4
-    if 0 < std < 5e-4:
-        decimals = min(8, 1 - int(np.floor(np.log10(std))))
-    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
-
-
-def _shift_markdown(rows: list[dict]) -> list[str]:
-    """Paper Table 2's layout for popularity-shift rows: per metric, a column per test
-    set (and validation NDCG), then the paired tests on each test set."""
-    shifted = [row for row in rows if "shift" in row]
-    if not shifted:
-        return []
-    splits = list(dict.fromkeys(s for row in shifted for s in row["shift"] if s != "valid"))
-    lines = [
-        "",
-        f"The table above is {shifted[0]['split']}. Paper Table 2's layout, every test set "
-        "of the same runs (test_ood_1..K: growing popularity shift, each K's gamma in "
-        "the split's SPLIT.md; test_id: the training distribution):",
-    ]
-    for metric, label in zip(METRICS, ("Recall@20", "NDCG@20", "HR@20"), strict=True):
-        valid = metric == "ndcg@20"
-        header = [*splits, *(["valid"] if valid else [])]
-        lines += [
-            "",
-            f"| backbone | method | seeds | {' | '.join(f'{s} {label}' for s in header)} |",
-            "|---|---|---|" + "---|" * len(header),
-        ]
-        for row in shifted:
-            stats = [row["shift"].get(s) for s in header]
-            cols = [mean_std_text(x["mean"][metric], x["std"][metric]) if x else "" for x in stats]
-            lines.append(
-                f"| {row['backbone']} | {row['method']} | {row['seeds']} | {' | '.join(cols)} |"
-            )
-    tests = [
-        (row, split, label, test)
-        for row in shifted
-        for split in splits
-        for label, test in row["shift"].get(split, {}).get("tests", {}).items()
-    ]
-    if tests:
-        lines += ["", "Paired t-tests on each test set (two-sided p-values):", ""]
-        lines += [
-            f"- {split}: {row['backbone']} {row['method']} {label.replace('_', ' ')} "
-            f"({test['against']}, {test['seeds']} paired seeds): Recall@20 p = "
-            f"{test['recall@20']:.3g}, NDCG@20 p = {test['ndcg@20']:.3g}"
-            for row, split, label, test in tests
-        ]
-    return lines
-
-
-def to_markdown(summary: dict, command: str) -> str:
-    """The table as markdown: one row per cell, then the significance tests."""
-    lines = [
-        f"# {summary['table']}: test metrics over seeds",
-        "",
-        f"Command: `{command}`  ",
-        f"Commit: {summary['commit']}; machine: {summary['machine']}; runs trained on "
-        f"{_devices_text(summary['rows'])}; the runs' training "
-        f"epochs took {summary['runs_s'] / 60:.1f} min in all (their metrics.jsonl; "
-        f"{summary['wall_s'] / 60:.1f} min of wall time in the last invocation, where "
-        "finished runs are re-reported, not retrained).  ",
-        "Mean ± std over seeds (sample std); paper: one run per cell (SPEC.md §5, blank "
-        "where SPEC.md does not state it). Imp.%: change of the mean Recall@20 over "
-        "InfoNCE with the same backbone.",
-        "",
-        "| backbone | method | seeds | Recall@20 | NDCG@20 | HR@20 | paper R@20 / N@20 | Imp.% |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    wanted = summary.get("seeds_requested")
-    for row in summary["rows"]:
-        seeds = f"{row['seeds']} of {wanted}" if wanted and row["seeds"] < wanted else row["seeds"]
-        if row["seeds"]:
-            cols = [mean_std_text(row["mean"][m], row["std"][m]) for m in METRICS]
-        else:
-            cols = ["not run", "", ""]
-        paper = f"{row['paper'][0]:.4f} / {row['paper'][1]:.4f}" if row["paper"] else ""
-        imp = row.get("imp_over_infonce_pct", {}).get("recall@20")
-        imp_text = f"{imp:+.1f}" if imp is not None else ""
-        lines.append(
-            f"| {row['backbone']} | {row['method']} | {seeds} | "
-            f"{' | '.join(cols)} | {paper} | {imp_text} |"
-        )
-    with_id = [row for row in summary["rows"] if "id_mean" in row]
-    if with_id:
-        lines += [
-            "",
-            "The table above is test_ood. The in-distribution test (test_id) of the same runs:",
-            "",
-            "| backbone | method | seeds | Recall@20 | NDCG@20 | HR@20 |",
-            "|---|---|---|---|---|---|",
-        ]
-        for row in with_id:
-            cols = [mean_std_text(row["id_mean"][m], row["id_std"][m]) for m in METRICS]
-            lines.append(
-                f"| {row['backbone']} | {row['method']} | {row['seeds']} | {' | '.join(cols)} |"
-            )
-    lines += _shift_markdown(summary["rows"])
-    tests = [row for row in summary["rows"] if row.get("tests")]
-    lines += [
-        "",
-        "Paired t-tests over seeds (two-sided p-values):"
-        if tests
-        else "Paired t-tests over seeds: none yet (they need 2 seeds of both cells).",
-        "",
-    ]
-    for row in summary["rows"]:
-        for label, test in row.get("tests", {}).items():
-            lines.append(
-                f"- {row['backbone']} {row['method']} {label.replace('_', ' ')} "
-                f"({test['against']}, {test['seeds']} paired seeds): "
-                f"Recall@20 p = {test['recall@20']:.3g}, "
-                f"NDCG@20 p = {test['ndcg@20']:.3g}"
-            )
-    return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str]) -> None:
-    del argv  # cli_base.parse_flags refuses stray arguments
-    start = time.perf_counter()
-    if FLAGS.table not in TABLES:
-        raise ConfigError(f"--table must be one of {', '.join(TABLES)}; got {FLAGS.table!r}")
-    if FLAGS.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {FLAGS.seeds}")
-    cells = TABLES[FLAGS.table]
+def _table_cells(table: str) -> list[Cell]:
+    """The cells of `table` (one of TABLES), each with its flagfile present and its
+    name once."""
+    cells = TABLES[table]
     for cell in cells:
         if not os.path.exists(cell.flagfile):
             raise ConfigError(f"{cell.flagfile}: no such flagfile (run from the repository root)")
     names = [cell.name for cell in cells]
     if len(set(names)) != len(names):
-        raise ConfigError(f"table {FLAGS.table} lists a cell twice")
-    runs = sweep(cells, FLAGS.seeds, parse_shard(FLAGS.shard))
-    base = os.path.join(FLAGS.results, FLAGS.table)
-    published = published_runs(base + ".json") if FLAGS.published else {}
-    if FLAGS.published:
-        print(f"{base}.json: {len(published)} published runs", flush=True)
+        raise ConfigError(f"table {table} lists a cell twice")
+    return cells
+
+
+def _sweep_runs(runs: list[tuple[Cell, int, bool]], published: dict) -> dict:
+    """Trains this shard's unfinished runs (none with --report_only) and collects every
+    finished one, printing each run's line as it comes: {cell name: {seed: results}}."""
     per_seed = {}
     total = len(runs)
     labels = {
@@ -563,7 +270,7 @@ def main(argv: list[str]) -> None:
         if results is None:
             return
         per_seed.setdefault(cell.name, {})[seed] = results
-        value = results[_test_split(results)][SELECTION_METRIC]
+        value = results[table_split(results)][SELECTION_METRIC]
         print_flushed(
             f"{labels[cell.name, seed]}: {SELECTION_METRIC} {value:.4f} ({seconds:.0f} s)"
         )
@@ -579,6 +286,35 @@ def main(argv: list[str]) -> None:
         done = run_cell_seeds(cell, seeds, FLAGS.runs, logs, published, FLAGS.run_batching)
         for seed in seeds:
             tabulate(cell, seed, done[seed], time.perf_counter() - tick)
+    return per_seed
+
+
+def _command_line() -> str:
+    """The command the table records: the flags that decide what it holds."""
+    command = f"python -m experiments.reproduce --table={FLAGS.table} --seeds={FLAGS.seeds}"
+    if FLAGS.published:
+        command += " --published"
+    if FLAGS.report_only:
+        command += " --report_only"
+    elif FLAGS.shard != "0/1":
+        command += f" --shard={FLAGS.shard}"
+    return command
+
+
+def main(argv: list[str]) -> None:
+    del argv  # cli_base.parse_flags refuses stray arguments
+    start = time.perf_counter()
+    if FLAGS.table not in TABLES:
+        raise ConfigError(f"--table must be one of {', '.join(TABLES)}; got {FLAGS.table!r}")
+    if FLAGS.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {FLAGS.seeds}")
+    cells = _table_cells(FLAGS.table)
+    runs = sweep(cells, FLAGS.seeds, parse_shard(FLAGS.shard))
+    base = os.path.join(FLAGS.results, FLAGS.table)
+    published = published_runs(base + ".json") if FLAGS.published else {}
+    if FLAGS.published:
+        print(f"{base}.json: {len(published)} published runs", flush=True)
+    per_seed = _sweep_runs(runs, published)
     if FLAGS.report_only and not per_seed:
         # A wrong --runs must not overwrite a published table with empty rows.
         where = f"{FLAGS.runs} or {base}.json" if FLAGS.published else FLAGS.runs
@@ -591,24 +327,9 @@ def main(argv: list[str]) -> None:
         machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         wall_s=time.perf_counter() - start,
         runs=run_records(cells, per_seed),
+        command=_command_line(),
     )
-    command = f"python -m experiments.reproduce --table={FLAGS.table} --seeds={FLAGS.seeds}"
-    if FLAGS.published:
-        command += " --published"
-    if FLAGS.report_only:
-        command += " --report_only"
-    elif FLAGS.shard != "0/1":
-        command += f" --shard={FLAGS.shard}"
-    summary["command"] = command
-    os.makedirs(FLAGS.results, exist_ok=True)
-    write_atomically(base + ".json", json.dumps(summary, indent=1))
-    text = to_markdown(summary, command)
-    # Findings about the table (why a cell falls short) are written by hand beside it
-    # and kept under the regenerated table.
-    if os.path.exists(base + ".notes.md"):
-        with open(base + ".notes.md") as f:
-            text += "\n" + f.read()
-    write_atomically(base + ".md", text)
+    write_table(FLAGS.results, FLAGS.table, summary)
     print(f"wrote {base}.md and {base}.json")
 
 

@@ -1,4 +1,5 @@
-"""experiments.reproduce: flagfile reading, summaries and paired tests."""
+"""experiments.reproduce and experiments.report: flagfile reading, the sweep, summaries
+and paired tests."""
 
 import dataclasses
 import json
@@ -11,7 +12,7 @@ import scipy.stats
 
 from advjax.errors import ConfigError, WorkdirError
 from advjax.train import TrainConfig
-from experiments import reproduce
+from experiments import report, reproduce
 from experiments.tables import TABLES, Cell
 from tests.helpers import REPO, run_module
 
@@ -81,7 +82,7 @@ def test_summary_means_improvements_and_paired_tests():
         f[0]: {seed: _results(r, r / 2) for seed, r in enumerate(rs, 1)}
         for f, rs in recalls.items()
     }
-    summary = reproduce.summarize("toy", cells, per_seed)
+    summary = report.summarize("toy", cells, per_seed)
     rows = {row["method"]: row for row in summary["rows"]}
     ours = rows["AdvInfoNCE"]
     assert ours["mean"]["recall@20"] == pytest.approx(np.mean(recalls["d.flags"]))
@@ -91,7 +92,7 @@ def test_summary_means_improvements_and_paired_tests():
     expected = scipy.stats.ttest_rel(recalls["d.flags"], recalls["a.flags"]).pvalue
     assert ours["tests"]["vs_infonce"]["recall@20"] == pytest.approx(expected)
     summary.update(commit="abc", machine="cpu", wall_s=60.0, runs_s=120.0)
-    text = reproduce.to_markdown(summary, "cmd")
+    text = report.to_markdown(summary, "cmd")
     assert "| mf | AdvInfoNCE | 3 | 0.2633 ± 0.0153 |" in text
     assert "vs infonce (InfoNCE, 3 paired seeds): Recall@20 p = " in text
 
@@ -107,7 +108,7 @@ def test_summary_means_improvements_and_paired_tests():
     ],
 )
 def test_mean_std_keeps_two_digits_of_a_small_std(mean, std, text):
-    assert reproduce.mean_std_text(mean, std) == text
+    assert report.mean_std_text(mean, std) == text
 
 
 def test_every_variant_and_rival_gets_its_paired_tests():
@@ -127,7 +128,7 @@ def test_every_variant_and_rival_gets_its_paired_tests():
         name: {seed: _results(r, r / 2) for seed, r in enumerate(rs, 1)}
         for name, rs in recalls.items()
     }
-    summary = reproduce.summarize("toy", cells, per_seed)
+    summary = report.summarize("toy", cells, per_seed)
     rows = {row["method"]: row for row in summary["rows"]}
     tests = rows["AdvInfoNCE-mlp"]["tests"]
     assert tests["vs_strongest_rival"]["against"] == "Adap-tau"
@@ -145,7 +146,7 @@ def test_every_variant_and_rival_gets_its_paired_tests():
         assert rival["vs_ours"][metric] == pytest.approx(expected)
     assert "tests" not in rows["InfoNCE"]
     summary.update(commit="abc", machine="cpu", wall_s=1.0, runs_s=2.0)
-    text = reproduce.to_markdown(summary, "cmd")
+    text = report.to_markdown(summary, "cmd")
     lines = [line for line in text.splitlines() if line.startswith("- lightgcn ")]
     assert [line.split(" (")[0] for line in lines] == [
         "- lightgcn Adap-tau vs ours",
@@ -213,8 +214,8 @@ def test_finished_run_is_read_back_only_with_its_own_config(tmp_path):
     assert reproduce.finished_results(str(tmp_path), cfg) == results
     csr = dataclasses.replace(cfg, propagation="csr")
     assert reproduce.finished_results(str(tmp_path), csr) is None
-    assert reproduce.trained_on(results) == "NVIDIA H200 (jax 0.11.2)"
-    assert reproduce.trained_on(_results(0.2, 0.1)) == "cpu (device not recorded)"
+    assert report.trained_on(results) == "NVIDIA H200 (jax 0.11.2)"
+    assert report.trained_on(_results(0.2, 0.1)) == "cpu (device not recorded)"
 
 
 @pytest.mark.parametrize("text", ["{bad", "[1, 2]"])
@@ -313,18 +314,18 @@ def test_markdown_names_the_devices_of_each_cell():
     cells = [Cell("mf", "InfoNCE", "a.flags", None, "infonce"), Cell("mf", "Adv", "b.flags")]
     gpu = {**_results(0.2, 0.1), "platform": {"device": "NVIDIA H200", "jax": "0.11.2"}}
     per_seed = {"a": {1: _results(0.2, 0.1), 2: _results(0.2, 0.1)}, "b": {1: gpu, 2: gpu}}
-    summary = reproduce.summarize("toy", cells, per_seed)
+    summary = report.summarize("toy", cells, per_seed)
     summary.update(commit="abc", machine="x86_64, 2 cores", wall_s=1.0, runs_s=2.0)
-    text = reproduce.to_markdown(summary, "cmd")
+    text = report.to_markdown(summary, "cmd")
     assert (
         "runs trained on cpu (device not recorded): mf InfoNCE; "
         "NVIDIA H200 (jax 0.11.2): mf Adv;" in text
     )
     # Since results.json records LightGCN's propagation path, the table names it too.
     platform = {"device": "NVIDIA H100 80GB HBM3", "jax": "0.11.2", "propagation": "csr"}
-    assert reproduce.trained_on({"platform": platform}) == "NVIDIA H100 80GB HBM3 (jax 0.11.2, csr)"
+    assert report.trained_on({"platform": platform}) == "NVIDIA H100 80GB HBM3 (jax 0.11.2, csr)"
     mf = {**platform, "propagation": None}
-    assert reproduce.trained_on({"platform": mf}) == "NVIDIA H100 80GB HBM3 (jax 0.11.2)"
+    assert report.trained_on({"platform": mf}) == "NVIDIA H100 80GB HBM3 (jax 0.11.2)"
 
 
 def test_partial_table_pairs_common_seeds_and_marks_missing_cells():
@@ -339,7 +340,7 @@ def test_partial_table_pairs_common_seeds_and_marks_missing_cells():
         "a": {s: _results(r, r / 2) for s, r in base.items()},
         "c": {s: _results(r, r / 2) for s, r in ours.items()},
     }
-    summary = reproduce.summarize("toy", cells, per_seed)
+    summary = report.summarize("toy", cells, per_seed)
     rows = {row["method"]: row for row in summary["rows"]}
     assert rows["CCL"]["seeds"] == 0 and "mean" not in rows["CCL"]
     test = rows["AdvInfoNCE"]["tests"]["vs_infonce"]
@@ -348,12 +349,12 @@ def test_partial_table_pairs_common_seeds_and_marks_missing_cells():
     assert test["recall@20"] == pytest.approx(expected)
     assert "vs_strongest_rival" not in rows["AdvInfoNCE"]["tests"]  # CCL has no runs
     summary.update(commit="abc", machine="cpu", wall_s=1.0, runs_s=2.0, seeds_requested=5)
-    text = reproduce.to_markdown(summary, "cmd")
+    text = report.to_markdown(summary, "cmd")
     assert "| mf | CCL | 0 of 5 | not run |" in text
     assert "| mf | AdvInfoNCE | 4 of 5 | 0.2725 ± " in text
-    empty = reproduce.summarize("toy", cells, {})
+    empty = report.summarize("toy", cells, {})
     empty.update(commit="abc", machine="cpu", wall_s=1.0, runs_s=0.0, seeds_requested=5)
-    text = reproduce.to_markdown(empty, "cmd")
+    text = report.to_markdown(empty, "cmd")
     assert "runs trained on nothing yet (no finished run)" in text
     assert "Paired t-tests over seeds: none yet" in text
 
@@ -366,20 +367,20 @@ def test_distinct_test_id_gets_its_own_table():
         return {**result, "test_id": _results(iid, iid / 2)["test_id"]}
 
     per_seed = {"a": {1: run(0.05, 0.20), 2: run(0.07, 0.22)}}
-    summary = reproduce.summarize("toy", cells, per_seed)
+    summary = report.summarize("toy", cells, per_seed)
     row = summary["rows"][0]
     assert row["mean"]["recall@20"] == pytest.approx(0.06)  # the main table is OOD
     assert row["id_mean"]["recall@20"] == pytest.approx(0.21)
     summary.update(commit="abc", machine="cpu", wall_s=1.0, runs_s=2.0)
-    text = reproduce.to_markdown(summary, "cmd")
+    text = report.to_markdown(summary, "cmd")
     assert "| lightgcn | InfoNCE | 2 | 0.2100 ± 0.0141 |" in text
     # Identical test files (Coat, Yahoo!R3) get no second table, also when a GPU's
     # reductions leave their metrics apart in the last digits (KuaiRec on an H100).
-    same = reproduce.summarize("toy", cells, {"a": {1: _results(0.05, 0.02)}})
+    same = report.summarize("toy", cells, {"a": {1: _results(0.05, 0.02)}})
     assert "id_mean" not in same["rows"][0]
     rounded = _results(0.05, 0.02)
     rounded["test_id"] = {**rounded["test_id"], "ndcg@20": 0.02 * (1 + 2e-9)}
-    same = reproduce.summarize("toy", cells, {"a": {1: rounded, 2: _results(0.05, 0.02)}})
+    same = report.summarize("toy", cells, {"a": {1: rounded, 2: _results(0.05, 0.02)}})
     assert "id_mean" not in same["rows"][0]
 
 
@@ -399,11 +400,11 @@ def test_a_popularity_shift_split_gets_paper_table_2s_layout():
     infonce = {1: run([0.10, 0.06, 0.03], 0.30), 2: run([0.12, 0.07, 0.05], 0.32)}
     adv = {1: run([0.11, 0.08, 0.04], 0.31), 2: run([0.14, 0.08, 0.07], 0.34)}
     # Ordered by their number, not by name: test_ood_10 comes after test_ood_2.
-    assert reproduce.shift_splits({"test_ood_10": 0, "test_ood_2": 0, "test_id": 0}) == [
+    assert report.shift_splits({"test_ood_10": 0, "test_ood_2": 0, "test_id": 0}) == [
         "test_ood_2",
         "test_ood_10",
     ]
-    summary = reproduce.summarize("toy", cells, {"a": infonce, "b": adv})
+    summary = report.summarize("toy", cells, {"a": infonce, "b": adv})
     ours = summary["rows"][1]
     assert ours["split"] == "test_ood_3"  # the strongest shift heads the main table
     assert ours["mean"]["recall@20"] == pytest.approx(0.055)
@@ -414,7 +415,7 @@ def test_a_popularity_shift_split_gets_paper_table_2s_layout():
     expected = scipy.stats.ttest_rel([0.08, 0.08], [0.06, 0.07]).pvalue
     assert test["recall@20"] == pytest.approx(expected)
     summary.update(commit="abc", machine="cpu", wall_s=1.0, runs_s=2.0)
-    text = reproduce.to_markdown(summary, "cmd")
+    text = report.to_markdown(summary, "cmd")
     assert "| backbone | method | seeds | test_ood_1 NDCG@20 | test_ood_2 NDCG@20 | " in text
     assert "test_id NDCG@20 | valid NDCG@20 |" in text
     assert "| mf | AdvInfoNCE | 2 | 0.1250 ± 0.0212 | 0.0800 ± 0.0000 |" in text

@@ -4,8 +4,8 @@
 
 Trains nothing to convergence: each method's flagfile configuration
 (<dataset>_<backbone>_<stem>.flags) is timed in this process, one after another, by
-benchmarks.run.bench_config (compiled first, then warm-up epochs, then the median of the
-timed epochs of each pass; compilation is not counted). The total is that per-epoch
+experiments.timing.time_epochs (compiled first, then warm-up epochs, then the median of
+the timed epochs of each pass; compilation is not counted). The total is that per-epoch
 time times the mean number of epochs the method's published runs trained
 (results/<dataset>.json, experiments.reproduce's "runs"), plus, for AdvInfoNCE, its
 adversarial pass times the adversarial passes those runs made (their schedule,
@@ -24,14 +24,15 @@ import numpy as np
 
 from advjax.errors import ConfigError
 from advjax.files import write_atomically
+from advjax.provenance import machine_info
 from advjax.train.config import config_differences
 from advjax.train.schedule import is_adversarial_epoch
 from advjax.train.setup import load_split
 from advjax.train.sinks import print_flushed
-from benchmarks.run import bench_config, machine_info
 from experiments.figures.base import Context, Figure, new_figure, save_png
 from experiments.reproduce import published_runs
 from experiments.run import read_flagfile
+from experiments.timing import time_epochs
 
 # Table 9's methods and their flagfile stems: the losses of Table 1, then the
 # augmentations (their flagfiles exist for some datasets only).
@@ -149,15 +150,16 @@ def cost_rows(
         if where not in splits:
             splits[where] = load_split(cfg)
         load = os.getloadavg()[0]
-        record = bench_config(
-            splits[where], _timed_config(cfg), dataset=ctx.dataset, backbone=ctx.backbone,
-            loss=cfg.loss_label, warmup_epochs=warmup_epochs, timed_epochs=timed_epochs,
-            max_batches=max_batches, log=lambda line, m=method: log(f"cost {m}: {line.strip()}"),
+        label = f"{ctx.dataset}/{ctx.backbone}/{cfg.loss_label}"
+        times = time_epochs(
+            splits[where], _timed_config(cfg), label=label, warmup_epochs=warmup_epochs,
+            timed_epochs=timed_epochs, max_batches=max_batches,
+            log=lambda line, m=method: log(f"cost {m}: {line.strip()}"),
         )  # fmt: skip
         # A capped epoch runs `batches` of the epoch's full_batches steps.
-        scale = record["full_batches_per_epoch"] / record["batches_per_epoch"]
-        epoch_s = record["epoch_s"] * scale
-        adv_s = record["adv_epoch_s"] * scale if record["adv_epoch_s"] is not None else math.nan
+        scale = times.full_batches / times.n_batches
+        epoch_s = times.epoch_s * scale
+        adv_s = times.adv_epoch_s * scale if times.adv_epoch_s is not None else math.nan
         epochs, passes = published_epochs(published, cell.name, cfg)
         if epochs:
             mean_epochs, mean_passes = float(np.mean(epochs)), float(np.mean(passes))
@@ -172,8 +174,8 @@ def cost_rows(
         rows.append({
             "method": method, "epoch_s": epoch_s, "adv_epoch_s": adv_s, "epochs": mean_epochs,
             "adv_epochs": mean_passes, "total_s": total, "ratio_to_infonce": math.nan,
-            "batches": record["batches_per_epoch"],
-            "full_batches": record["full_batches_per_epoch"], "timed_epochs": timed_epochs,
+            "batches": times.n_batches, "full_batches": times.full_batches,
+            "timed_epochs": timed_epochs,
             "load_1m": load, "device": device, "note": note,
         })  # fmt: skip
     base = next(r for r in rows if r["method"] == BASELINE)

@@ -26,7 +26,8 @@ from experiments.figures.base import (
     save_png,
 )
 from experiments.figures.strategies import LOG_TEST
-from experiments.reproduce import finished_run, mean_std_text
+from experiments.report import mean_std_text
+from experiments.reproduce import finished_run
 from experiments.run import read_flagfile
 from experiments.tables import Cell
 
