@@ -38,8 +38,9 @@ from absl import app, flags
 from advjax.files import write_atomically
 from advjax.provenance import git_commit, machine_info, package_versions
 from advjax.train import TrainConfig, train_and_evaluate
+from advjax.train.data import load_split
 from advjax.train.loop import train_runs
-from advjax.train.setup import load_split, setup_run
+from advjax.train.setup import setup_run
 from benchmarks.run import RECORD_PREFIX, peak_rss_mb
 from experiments.run import read_flagfile
 

@@ -89,7 +89,8 @@ DATASETS = {
         "gowalla", 2048, 128, 0.1, 2, "no paper cell; batch 2048, N 128, tau 0.1 by choice"
     ),
 }
-BACKBONES = {"mf": 0, "lightgcn": 2}
+# Each backbone cell: its --backbone and its own settings (LightGCN: the paper's 2 layers).
+BACKBONES = {"mf": {"backbone": "mf"}, "lightgcn": {"backbone": "lightgcn", "n_layers": 2}}
 LOSSES = ("infonce", "adv_infonce")
 # LightGCN + InfoNCE with each augmentation (--augment): Table 9's other rows.
 AUGMENTED = ("infonce+sgl", "infonce+ncl", "infonce+xsimgcl")
@@ -196,7 +197,7 @@ def bench_cell(
     """
     base_loss, _, augment = loss.partition("+")
     cfg = TrainConfig(
-        n_layers=BACKBONES[backbone],
+        **BACKBONES[backbone],
         propagation=propagation,
         loss=base_loss,
         augment=augment or "none",
@@ -315,12 +316,19 @@ def _step_sizes(data: SplitData, cfg: TrainConfig) -> dict:
     }
 
 
+def propagation_layers(cfg: TrainConfig) -> int:
+    """The sparse products per propagation the floor counts: the backbone's depth (0
+    for a backbone without layers)."""
+    depth = cfg.backbone_spec.depth
+    return depth(cfg) if depth is not None else 0
+
+
 def _cf_cost(data: SplitData, cfg: TrainConfig, times: EpochTimes) -> dict:
     """The CF epoch's counted work: each step's terms times the batches, plus what an
     epoch pays once; floor_s and floor_ratio wait for the rates (add_floor)."""
     cf_terms = floor.cf_step_terms(
         **_step_sizes(data, cfg),
-        n_layers=cfg.n_layers,
+        n_layers=propagation_layers(cfg),
         n_edges=times.n_edges,
         adversarial=cfg.trains_adversary,
         augment=cfg.augment,
@@ -378,7 +386,7 @@ def _adv_cost(data: SplitData, cfg: TrainConfig, times: EpochTimes) -> dict:
     adv_terms = floor.adv_step_terms(**_step_sizes(data, cfg))
     # The adversarial pass propagates once, forward only, for the whole epoch.
     cost = floor.total(adv_terms) * times.n_batches + floor.propagation_cost(
-        times.n_edges, data.n_users + data.n_items, cfg.emb_dim, cfg.n_layers, passes=1
+        times.n_edges, data.n_users + data.n_items, cfg.emb_dim, propagation_layers(cfg), passes=1
     )
     return {
         "adv_step_terms": _terms_json(adv_terms),

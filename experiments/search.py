@@ -35,8 +35,8 @@ from advjax.metrics import SELECTION_METRIC
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.batch import HOST_SETTINGS, TRACED_SETTINGS
 from advjax.train.config import config_dict, config_differences, format_differences
+from advjax.train.data import load_split
 from advjax.train.loop import train_runs
-from advjax.train.setup import load_split
 from advjax.train.sinks import ProgressLines
 from experiments import cli, run
 

@@ -90,7 +90,7 @@ def time_epochs(
     # A capped epoch samples n_batches * batch_size slots; the per-step work is the same.
     run = setup_run(cfg, data, max_batches=max_batches)
     n_edges = int(run.train_data.graph.rows.shape[0])
-    method = run.train_data.propagation if cfg.n_layers else "-"
+    method = run.train_data.propagation if cfg.backbone_spec.prepare_graph else "-"
     log(
         f"{label}: {data.n_users} users, {data.n_items} items, "
         f"{data.train.nnz} pairs, {n_edges} edges; batch {cfg.batch_size}, N {cfg.n_neg}, "

@@ -58,7 +58,7 @@ def epoch_start(cfg, state: dict, inputs: EpochInputs) -> dict:
 def forward(cfg, inputs: AugmentInputs) -> AugmentOutput:
     params, n_users = inputs.cf_params, inputs.cf_params["user"].shape[0]
     nodes = jnp.concatenate([params["user"], params["item"]], axis=0)
-    layers = propagate_layers(nodes, inputs.graph, inputs.n_layers, inputs.method)
+    layers = propagate_layers(nodes, inputs.graph, inputs.depth, inputs.method)
     final = sum(layers) / len(layers)
     ego, context = layers[0], layers[2]
     users, items = inputs.users, inputs.pos

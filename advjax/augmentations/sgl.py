@@ -46,14 +46,12 @@ def epoch_start(cfg, state: dict, inputs: EpochInputs) -> dict:
 
 
 def forward(cfg, inputs: AugmentInputs) -> AugmentOutput:
-    params, graph, n_layers, method = (
-        inputs.cf_params, inputs.graph, inputs.n_layers, inputs.method
-    )  # fmt: skip
-    user_rows, item_emb = lightgcn_rows(params, graph, inputs.users, n_layers=n_layers,
+    params, graph, depth, method = inputs.cf_params, inputs.graph, inputs.depth, inputs.method
+    user_rows, item_emb = lightgcn_rows(params, graph, inputs.users, n_layers=depth,
                                         method=method)  # fmt: skip
     nodes = jnp.concatenate([params["user"], params["item"]], axis=0)
     view_a, view_b = (
-        propagate(nodes, graph._replace(weights=weights), n_layers, method)
+        propagate(nodes, graph._replace(weights=weights), depth, method)
         for weights in inputs.state["view_weights"]
     )
     n_users = params["user"].shape[0]

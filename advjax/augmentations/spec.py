@@ -25,7 +25,7 @@ class AugmentInputs(NamedTuple):
       cf_params: layer-0 tables {"user": [U, d], "item": [I, d], ...}.
       graph: the normalised training graph (advjax.data.graph.Graph).
       method: the propagation path (static).
-      n_layers: L (static).
+      depth: L, the backbone's propagation layers (static).
       users: int [B] the batch's users; pos: int [B] their positives.
       key: the batch's PRNG key (the augmentation's own stream of it).
       state: the augmentation's per-run state.
@@ -36,7 +36,7 @@ class AugmentInputs(NamedTuple):
     cf_params: dict
     graph: Any
     method: str
-    n_layers: int
+    depth: int
     users: jax.Array
     pos: jax.Array
     key: jax.Array
@@ -67,7 +67,7 @@ class EpochInputs(NamedTuple):
 
     Attributes:
       cf_params: layer-0 tables (gradient stopped).
-      graph, method, n_layers: as in AugmentInputs.
+      graph, method, depth: as in AugmentInputs.
       key: the epoch's PRNG key for the augmentation.
       epoch: int32 [], CF epochs finished.
       data: the arrays its `prepare` returned.
@@ -76,7 +76,7 @@ class EpochInputs(NamedTuple):
     cf_params: dict
     graph: Any
     method: str
-    n_layers: int
+    depth: int
     key: jax.Array
     epoch: jax.Array
     data: dict

@@ -36,7 +36,7 @@ def forward(cfg, inputs: AugmentInputs) -> AugmentOutput:
     def perturb(number, layer):
         return sign_noise(jax.random.fold_in(inputs.key, number), layer, cfg.xsimgcl_eps)
 
-    layers = propagate_layers(nodes, inputs.graph, inputs.n_layers, inputs.method, perturb)
+    layers = propagate_layers(nodes, inputs.graph, inputs.depth, inputs.method, perturb)
     final = sum(layers) / len(layers)
     view = layers[cfg.xsimgcl_layer_cl]
     cl = nodes_infonce(final[:n_users], view[:n_users], inputs.users, cfg.cl_tau)

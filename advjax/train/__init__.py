@@ -1,10 +1,11 @@
 """Training: configuration, state, the step and the epochs, setup, the event loop."""
 
 from advjax.train.config import TrainConfig
+from advjax.train.data import TrainData
 from advjax.train.epochs import EpochFns, make_epoch_fns
 from advjax.train.loop import train_and_evaluate, train_events
 from advjax.train.schedule import is_adversarial_epoch, runs_adversarial_pass
-from advjax.train.setup import RunSetup, TrainData, setup_run
+from advjax.train.setup import RunSetup, setup_run
 from advjax.train.state import TrainState, init_state
 from advjax.train.step import Batch, adversary_step, cf_step
 

@@ -7,7 +7,6 @@ random stream), so successive values follow the model, not the draw; they are lo
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Callable
 
 import jax
@@ -16,11 +15,9 @@ from advjax import diagnostics
 from advjax.models.trained import TrainedModel
 from advjax.scores import l2_normalize
 from advjax.train.config import TrainConfig
+from advjax.train.data import TrainData
 from advjax.train.state import TrainState
 from advjax.train.step import Batch, loss_inputs
-
-if typing.TYPE_CHECKING:  # setup imports this module
-    from advjax.train.setup import TrainData
 
 # The sample's stream, folded into the root key (training uses 0-2).
 SAMPLE_STREAM = 3

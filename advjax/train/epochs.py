@@ -10,7 +10,6 @@ for minutes).
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Callable
 
 import jax
@@ -23,11 +22,9 @@ from advjax.models.trained import TrainedModel, trained_model
 from advjax.sampling import bisection_steps, epoch_positives, sample_negatives
 from advjax.scores import l2_normalize
 from advjax.train.config import TrainConfig, with_values
+from advjax.train.data import TrainData
 from advjax.train.state import TrainState
 from advjax.train.step import Batch, FrozenTables, adversary_step, cf_step
-
-if typing.TYPE_CHECKING:  # setup imports this module
-    from advjax.train.setup import TrainData
 
 # Independent random streams folded into the root key.
 _CF_STREAM, _ADV_STREAM, _FROZEN_STREAM = 0, 1, 2
@@ -151,7 +148,7 @@ def make_epoch_fns(
                 cf_params=jax.lax.stop_gradient(state.cf_params),
                 graph=data.graph,
                 method=data.propagation,
-                n_layers=backbone.depth(cfg),
+                depth=backbone.depth(cfg),
                 key=jax.random.fold_in(epoch_key, _AUGMENT),
                 epoch=state.epoch,
                 data=data.aug_data,

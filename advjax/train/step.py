@@ -9,7 +9,6 @@ Neither branches on the loss's name: what is loss-specific comes from its spec
 
 from __future__ import annotations
 
-import typing
 from typing import NamedTuple
 
 import jax
@@ -20,10 +19,8 @@ from advjax.augmentations.spec import AugmentInputs
 from advjax.losses.spec import LossInputs
 from advjax.scores import l2_normalize, pair_scores
 from advjax.train.config import TrainConfig
+from advjax.train.data import TrainData
 from advjax.train.state import TrainState, make_optimizers
-
-if typing.TYPE_CHECKING:  # setup imports this module
-    from advjax.train.setup import TrainData
 
 
 class Batch(NamedTuple):
@@ -170,7 +167,7 @@ def augment_inputs(
         cf_params=cf_params,
         graph=data.graph,
         method=data.propagation,
-        n_layers=cfg.backbone_spec.depth(cfg),
+        depth=cfg.backbone_spec.depth(cfg),
         users=batch.users,
         pos=batch.pos,
         key=jax.random.fold_in(batch.key, _AUGMENT_STREAM),

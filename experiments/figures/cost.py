@@ -26,8 +26,8 @@ from advjax.errors import ConfigError
 from advjax.files import write_atomically
 from advjax.provenance import machine_info
 from advjax.train.config import config_differences
+from advjax.train.data import load_split
 from advjax.train.schedule import is_adversarial_epoch
-from advjax.train.setup import load_split
 from advjax.train.sinks import print_flushed
 from experiments.figures.base import Context, Figure, new_figure, save_png
 from experiments.reproduce import published_runs
