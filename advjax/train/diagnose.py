@@ -14,13 +14,12 @@ import jax
 from advjax import diagnostics
 from advjax.models.trained import TrainedModel
 from advjax.scores import l2_normalize
+from advjax.train import streams
 from advjax.train.config import TrainConfig
 from advjax.train.data import TrainData
 from advjax.train.state import TrainState
 from advjax.train.step import Batch, loss_inputs
-
-# The sample's stream, folded into the root key (training uses 0-2).
-SAMPLE_STREAM = 3
+from advjax.train.streams import fold
 
 
 def make_diagnose(cfg: TrainConfig) -> Callable:
@@ -47,7 +46,7 @@ def make_diagnose(cfg: TrainConfig) -> Callable:
             / 2,
         }
         if spec.hardness:
-            key = jax.random.fold_in(jax.random.fold_in(state.key, SAMPLE_STREAM), 1)
+            key = fold(state.key, streams.DIAGNOSTICS, streams.DIAGNOSTICS_HARDNESS)
             batch = Batch(sample.users, sample.pos, sample.negs, key)
             inputs = loss_inputs(
                 state, data, batch, user_hat[sample.users], item_hat, state.cf_params,

@@ -1,7 +1,7 @@
 """One compiled epoch of each kind: lax.scan of a step (advjax/train/step.py) over batches.
 
 Each epoch samples its positives and every batch's negatives on device, from keys
-folded out of the run's root key and counters (WORKSPACE.md, "Random streams"), so a
+folded out of the run's root key and counters (advjax/train/streams.py), so a
 state restored at an epoch boundary replays exactly. The dataset's arrays arrive as
 arguments (never closed over: XLA would constant-fold the graph's scatters and compile
 for minutes).
@@ -21,15 +21,12 @@ from advjax.losses.spec import EpochView
 from advjax.models.trained import TrainedModel, trained_model
 from advjax.sampling import bisection_steps, epoch_positives, sample_negatives
 from advjax.scores import l2_normalize
+from advjax.train import streams
 from advjax.train.config import TrainConfig, with_values
 from advjax.train.data import TrainData
 from advjax.train.state import TrainState
 from advjax.train.step import Batch, FrozenTables, adversary_step, cf_step
-
-# Independent random streams folded into the root key.
-_CF_STREAM, _ADV_STREAM, _FROZEN_STREAM = 0, 1, 2
-# Streams folded into an epoch's key.
-_POSITIVES, _NEGATIVES, _BATCH_KEYS, _AUGMENT = 0, 1, 2, 3
+from advjax.train.streams import fold
 
 
 def negatives_key(cfg: TrainConfig, root_key: jax.Array, epoch_key: jax.Array, index):
@@ -41,8 +38,8 @@ def negatives_key(cfg: TrainConfig, root_key: jax.Array, epoch_key: jax.Array, i
     data-loader worker, which has this effect); a position's negatives then repeat
     whenever its user does.
     """
-    base = epoch_key if cfg.negatives == "fresh" else jax.random.fold_in(root_key, _FROZEN_STREAM)
-    return jax.random.fold_in(jax.random.fold_in(base, _NEGATIVES), index)
+    base = epoch_key if cfg.negatives == "fresh" else fold(root_key, streams.FROZEN_NEGATIVES)
+    return fold(base, streams.NEGATIVES, index)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +104,7 @@ def make_epoch_fns(
     def scan_batches(step, state: TrainState, data: TrainData, epoch_key, with_keys: bool):
         """Scans `step(state, batch)` over the epoch's batches drawn from `epoch_key`."""
         users_all, pos_all = epoch_positives(
-            jax.random.fold_in(epoch_key, _POSITIVES),
+            fold(epoch_key, streams.POSITIVES),
             data.pairs,
             n_samples=n_samples,
             n_batches=n_batches,
@@ -124,7 +121,7 @@ def make_epoch_fns(
             negs = constrain_batch(negs)
             key = None
             if with_keys:
-                key = jax.random.fold_in(jax.random.fold_in(epoch_key, _BATCH_KEYS), index)
+                key = fold(epoch_key, streams.BATCH_KEYS, index)
             return step(state, Batch(users, pos, negs, key))
 
         state, stats = jax.lax.scan(body, state, (jnp.arange(n_batches), users_all, pos_all))
@@ -134,7 +131,7 @@ def make_epoch_fns(
 
     def cf_epoch(state: TrainState, data: TrainData, settings: dict | None = None):
         cfg = with_values(base_cfg, settings)
-        epoch_key = jax.random.fold_in(jax.random.fold_in(state.key, _CF_STREAM), state.epoch)
+        epoch_key = fold(state.key, streams.CF_EPOCHS, state.epoch)
         if spec.epoch_start:
             view = EpochView(
                 epoch=state.epoch,
@@ -149,7 +146,7 @@ def make_epoch_fns(
                 graph=data.graph,
                 method=data.propagation,
                 depth=backbone.depth(cfg),
-                key=jax.random.fold_in(epoch_key, _AUGMENT),
+                key=fold(epoch_key, streams.AUGMENT_EPOCH),
                 epoch=state.epoch,
                 data=data.aug_data,
             )
@@ -161,7 +158,7 @@ def make_epoch_fns(
 
     def adv_epoch(state: TrainState, data: TrainData, settings: dict | None = None):
         cfg = with_values(base_cfg, settings)
-        epoch_key = jax.random.fold_in(jax.random.fold_in(state.key, _ADV_STREAM), state.adv_epochs)
+        epoch_key = fold(state.key, streams.ADV_EPOCHS, state.adv_epochs)
         cf_params = jax.lax.stop_gradient(state.cf_params)
         user_emb, item_emb = represent(cf_params, data)
         frozen = FrozenTables(cf_params, l2_normalize(user_emb), l2_normalize(item_emb))

@@ -19,11 +19,12 @@ import numpy as np
 from advjax.data import SplitData
 from advjax.errors import ConfigError, WorkdirError
 from advjax.scores import l2_normalize
+from advjax.train import streams
 from advjax.train.checkpoints import RunCheckpoints, load_run_config
-from advjax.train.diagnose import SAMPLE_STREAM
 from advjax.train.setup import RunSetup, setup_run
 from advjax.train.state import TrainState
 from advjax.train.step import Batch, loss_inputs
+from advjax.train.streams import fold
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +105,7 @@ def sample_hardness_logits(finished: FinishedRun) -> np.ndarray:
     sample = run.sample
     model = run.model(state.cf_params)
     user_hat, item_hat = l2_normalize(model.users), l2_normalize(model.items)
-    key = jax.random.fold_in(jax.random.fold_in(state.key, SAMPLE_STREAM), 1)
+    key = fold(state.key, streams.DIAGNOSTICS, streams.DIAGNOSTICS_HARDNESS)
     batch = Batch(sample.users, sample.pos, sample.negs, key)
     inputs = loss_inputs(
         state, run.train_data, batch, user_hat[sample.users], item_hat, state.cf_params,

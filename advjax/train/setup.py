@@ -14,12 +14,14 @@ from advjax import diagnostics, sharding
 from advjax.data import SplitData
 from advjax.evaluation import Evaluator, build_evaluators
 from advjax.models.trained import TrainedModel
+from advjax.train import streams
 from advjax.train.batch import check_batchable
 from advjax.train.config import TrainConfig
 from advjax.train.data import TrainData, load_split, make_train_data, mesh_method
-from advjax.train.diagnose import SAMPLE_STREAM, make_diagnose
+from advjax.train.diagnose import make_diagnose
 from advjax.train.epochs import EpochFns, make_epoch_fns
 from advjax.train.state import TrainState, init_state
+from advjax.train.streams import fold
 
 
 @dataclasses.dataclass
@@ -72,7 +74,7 @@ def _diagnostics_sample(
 ) -> diagnostics.Sample:
     """The run's fixed diagnostics sample, drawn from its own key stream."""
     return diagnostics.make_sample(
-        data, train_data.pairs, jax.random.fold_in(state.key, SAMPLE_STREAM), n_neg=cfg.n_neg
+        data, train_data.pairs, fold(state.key, streams.DIAGNOSTICS), n_neg=cfg.n_neg
     )
 
 

@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from advjax.train import streams
 from advjax.train.config import TrainConfig
+from advjax.train.streams import fold
 
 
 class TrainState(struct.PyTreeNode):
@@ -70,11 +72,11 @@ def init_state(
     """
     spec = cfg.loss_spec
     loss_data = loss_data or {}
-    root = jax.random.key(cfg.seed)
-    key_cf, key_adv, key_run = jax.random.split(root, 3)
+    keys = streams.init_keys(cfg.seed)
+    key_cf, key_adv, key_run = keys["cf_params"], keys["adv_params"], keys["root"]
     cf_params = cfg.backbone_spec.init_params(cfg, key_cf, n_users, n_items)
     if spec.init_params:
-        extra = spec.init_params(cfg, jax.random.fold_in(key_cf, 1), loss_data)
+        extra = spec.init_params(cfg, fold(key_cf, streams.LOSS_PARAMS), loss_data)
         cf_params = {**cf_params, **extra}
     loss_state = spec.init_state(cfg, n_users, n_items) if spec.init_state else {}
     adversary = spec.adversary(cfg)

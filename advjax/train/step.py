@@ -18,9 +18,11 @@ import optax
 from advjax.augmentations.spec import AugmentInputs
 from advjax.losses.spec import LossInputs
 from advjax.scores import l2_normalize, pair_scores
+from advjax.train import streams
 from advjax.train.config import TrainConfig
 from advjax.train.data import TrainData
 from advjax.train.state import TrainState, make_optimizers
+from advjax.train.streams import fold
 
 
 class Batch(NamedTuple):
@@ -155,10 +157,6 @@ def cf_step(
     return state, {"loss": total, **stats}
 
 
-# The augmentation's stream of a batch's key (the loss may draw from the key itself).
-_AUGMENT_STREAM = 7
-
-
 def augment_inputs(
     cfg: TrainConfig, state: TrainState, data: TrainData, batch: Batch, cf_params: dict
 ) -> AugmentInputs:
@@ -170,7 +168,7 @@ def augment_inputs(
         depth=cfg.backbone_spec.depth(cfg),
         users=batch.users,
         pos=batch.pos,
-        key=jax.random.fold_in(batch.key, _AUGMENT_STREAM),
+        key=fold(batch.key, streams.AUGMENT_BATCH),
         state=state.aug_state,
         epoch=state.epoch,
         data=data.aug_data,
