@@ -42,10 +42,14 @@ def define_flags() -> None:
     flags.DEFINE_string(
         "figure", "", f"Figure(s) to draw, comma-separated, or 'all': {', '.join(FIGURES)}."
     )
-    flags.DEFINE_enum("backbone", "lightgcn", ["lightgcn", "mf"], "The figures' backbone.")
     flags.DEFINE_string("out", "results/figures", "Where NAME_DATASET.png/.csv/.json go.")
     flags.DEFINE_string("configs", "experiments/configs", "Directory of the flagfiles.")
     FLAGS.set_default("runs", "runs/analyze")
+    # --backbone is experiments.run's (a TrainConfig flag): here, the figures' backbone.
+    FLAGS.set_default("backbone", "lightgcn")
+
+
+FIGURE_BACKBONES = ("lightgcn", "mf")
 
 
 def selected_figures(text: str) -> list[Figure]:
@@ -140,6 +144,8 @@ def main(argv: list[str]) -> None:
     figures = selected_figures(FLAGS.figure)
     if FLAGS.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {FLAGS.seeds}")
+    if FLAGS.backbone not in FIGURE_BACKBONES:
+        raise ConfigError(f"--backbone must be one of {FIGURE_BACKBONES}, got {FLAGS.backbone!r}")
     ctx = Context(FLAGS.dataset, FLAGS.backbone, tuple(range(1, FLAGS.seeds + 1)), FLAGS.runs,
                   FLAGS.configs)  # fmt: skip
     cells = needed_cells(figures, ctx)

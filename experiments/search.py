@@ -10,7 +10,7 @@ in-process (the split is loaded once) and is appended to --out as soon as it fin
 so a killed search resumes where it stopped; a point cut short resumes from its last
 checkpoint, in its workdir under --runs (runs/search/<out's name>/<point>). Points
 that differ only in settings one program may vary (--batch_points;
-advjax/train/batch.py: temperatures, learning rates, loss weights, schedule, budgets)
+advjax/train/multirun.py: learning rates, temperatures, loss weights, schedule, budgets)
 train together in one program and are appended when the last of them stops; their
 numbers equal the points trained alone to float32 rounding (a traced setting is an
 input there, a constant alone). The point with the best valid Recall@20 wins; the test

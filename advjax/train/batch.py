@@ -3,11 +3,12 @@
 Runs that differ only in their seed trace the same epoch, so one program can train
 them all: parameters, both optimiser states, counters and root keys carry a leading
 axis of length R, and each epoch maps the single-run epoch (advjax/train/epochs.py)
-over it. Runs may also differ in settings the host applies per run (HOST_SETTINGS:
-schedule, budgets, patience) and in numeric settings that enter only the arithmetic
-(TRACED_SETTINGS: temperatures, learning rates, weights), which then travel into the
-program as arrays [R] (a grid search's points, experiments/search.py). Two ways to map,
-`--run_batching`:
+over it. Runs may also differ in settings each carries outside the program's code
+(HOST_SETTINGS: the seed and the learning rates, which its state holds; schedule,
+budgets, patience, which the host applies) and in numeric settings that enter only the
+arithmetic (TRACED_SETTINGS: temperatures, weights), which then travel into the program
+as the epochs' `hyper` argument, arrays [R] (a grid search's points,
+experiments/search.py). Two ways to map, `--run_batching`:
 
   map   jax.lax.map: the runs one after another inside the program. Each run's
         arithmetic is that of the run trained alone, so results are bit-identical to
@@ -23,7 +24,9 @@ program as arrays [R] (a grid search's points, experiments/search.py). Two ways 
 A traced setting is a program input where the run alone has it as a constant, which XLA
 may fold (x / 0.75 into x * 1.3333334): runs differing in TRACED_SETTINGS agree with
 the runs alone to float32 rounding per step under either mapping, not bit for bit.
-Runs that share a setting get it as the constant.
+Runs that share a setting get it as the constant. A learning rate is state in every run
+(advjax.train.state.adam), alone or stacked, so runs differing in it stay bit-identical
+to the runs alone under `map`.
 
 A run that has stopped early, or has no adversarial pass scheduled this epoch, is
 masked: under `map` its epoch is skipped (lax.cond), under `vmap` it is computed and
@@ -44,14 +47,17 @@ from advjax.train.epochs import EpochFns
 from advjax.train.state import TrainState
 
 RUN_BATCHING = ("map", "vmap")
-# Settings the host reads per run (the initial state, the schedule, early stopping).
+# Settings each run carries outside the program's code: in its initial state (the seed;
+# the learning rates, which its optimiser states hold) or on the host (the schedule,
+# budgets, early stopping).
 HOST_SETTINGS = (
-    "seed", "patience", "t_adv", "e_adv", "warm_up_epochs", "kl_radius", "adv_stop",
-    "log_test",
+    "seed", "lr", "lr_adv", "patience", "t_adv", "e_adv", "warm_up_epochs", "kl_radius",
+    "adv_stop", "log_test",
 )  # fmt: skip
-# Numeric settings that enter only the arithmetic of the epochs (no shape, no branch).
+# Numeric settings that enter only the arithmetic of the epochs (no shape, no branch):
+# the epochs' `hyper` argument, read through config.TracedSettings.
 TRACED_SETTINGS = (
-    "tau", "lr", "lr_adv", "l2_reg", "ccl_margin", "ccl_neg_weight", "bc_tau_bias",
+    "tau", "l2_reg", "ccl_margin", "ccl_neg_weight", "bc_tau_bias",
     "adap_tau_beta", "cl_weight", "cl_tau", "sgl_drop_rate", "xsimgcl_eps",
     "ncl_proto_weight", "ncl_alpha",
 )  # fmt: skip

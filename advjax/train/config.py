@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 from advjax.augmentations.registry import AUGMENTATIONS, augmentation_settings
@@ -310,16 +309,30 @@ def format_differences(differences: dict[str, tuple]) -> str:
     return ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(differences.items()))
 
 
-def with_values(cfg: TrainConfig, values: dict | None) -> TrainConfig:
-    """cfg with some numeric settings replaced by traced values, inside a program that
-    trains runs differing in them (advjax/train/batch.py, TRACED_SETTINGS).
+class TracedSettings:
+    """A run's configuration as a traced epoch reads it: every setting is cfg's, except
+    the numeric ones in `values`, an explicit pytree of arrays that the epoch takes as an
+    argument where one program trains runs differing in them (advjax/train/multirun.py,
+    TRACED_SETTINGS). Nothing is written into cfg: it stays a valid, hashable
+    configuration. Losses, backbones and augmentations read it as they read cfg."""
 
-    No validation runs (a tracer has no value to check): each run's own configuration
-    was validated when it was made. None or {} returns cfg itself.
-    """
-    if not values:
-        return cfg
-    out = copy.copy(cfg)
-    for name, value in values.items():
-        object.__setattr__(out, name, value)
-    return out
+    __slots__ = ("_cfg", "_values")
+
+    def __init__(self, cfg: TrainConfig, values: dict):
+        object.__setattr__(self, "_cfg", cfg)
+        object.__setattr__(self, "_values", values)
+
+    def __getattr__(self, name: str):
+        values = object.__getattribute__(self, "_values")
+        if name in values:
+            return values[name]
+        return getattr(object.__getattribute__(self, "_cfg"), name)
+
+    def __setattr__(self, name: str, value):
+        raise AttributeError("TracedSettings is read-only")
+
+
+def traced(cfg: TrainConfig, values: dict | None):
+    """cfg as an epoch reads it with the traced `values` ({setting: array}); cfg itself
+    when there are none (a run alone: its settings stay constants XLA may fold)."""
+    return TracedSettings(cfg, values) if values else cfg

@@ -22,7 +22,7 @@ from advjax.models.trained import TrainedModel, trained_model
 from advjax.sampling import bisection_steps, epoch_positives, sample_negatives
 from advjax.scores import l2_normalize
 from advjax.train import streams
-from advjax.train.config import TrainConfig, with_values
+from advjax.train.config import TrainConfig, traced
 from advjax.train.data import TrainData
 from advjax.train.state import TrainState
 from advjax.train.step import Batch, FrozenTables, adversary_step, cf_step
@@ -49,8 +49,9 @@ class EpochFns:
     cf_epoch(state, data) updates the CF model over one epoch (the adversary frozen).
     adv_epoch(state, data) updates the adversary over one epoch (the CF model frozen;
     its embeddings are computed once for the whole pass).
-    Both take an optional third argument, {setting: traced value}, that overrides cfg's
-    numeric settings (advjax/train/batch.py: runs differing in them in one program).
+    Both take an optional third argument `hyper`, {setting: traced value}: the numeric
+    settings read from it instead of cfg (config.TracedSettings; advjax/train/batch.py:
+    runs differing in them in one program).
     model(cf_params, data) -> the TrainedModel at cf_params (advjax.models.trained: the
       backbone's representations and scoring), for evaluation and diagnostics.
     pure_cf_epoch, pure_adv_epoch: the same epochs before jit (trace_hook applied), for
@@ -129,8 +130,8 @@ def make_epoch_fns(
 
     base_cfg = cfg
 
-    def cf_epoch(state: TrainState, data: TrainData, settings: dict | None = None):
-        cfg = with_values(base_cfg, settings)
+    def cf_epoch(state: TrainState, data: TrainData, hyper: dict | None = None):
+        cfg = traced(base_cfg, hyper)
         epoch_key = fold(state.key, streams.CF_EPOCHS, state.epoch)
         if spec.epoch_start:
             view = EpochView(
@@ -156,8 +157,8 @@ def make_epoch_fns(
         )
         return state.replace(epoch=state.epoch + 1), stats
 
-    def adv_epoch(state: TrainState, data: TrainData, settings: dict | None = None):
-        cfg = with_values(base_cfg, settings)
+    def adv_epoch(state: TrainState, data: TrainData, hyper: dict | None = None):
+        cfg = traced(base_cfg, hyper)
         epoch_key = fold(state.key, streams.ADV_EPOCHS, state.adv_epochs)
         cf_params = jax.lax.stop_gradient(state.cf_params)
         user_emb, item_emb = represent(cf_params, data)

@@ -18,10 +18,10 @@ class TrainState(struct.PyTreeNode):
     Attributes:
       cf_params: {"user": [U, d], "item": [I, d]} layer-0 embeddings, and the loss's
         own parameter groups (BC loss: its popularity branch "pop_user", "pop_item").
-      cf_opt: optax state of the CF optimiser.
+      cf_opt: optax state of the CF optimiser (state.adam: its learning rate inside).
       adv_params: the adversary's parameters, e.g. AdvInfoNCE's hardness model (empty
         dict when the loss has none).
-      adv_opt: optax state of the adversary's optimiser.
+      adv_opt: optax state of the adversary's optimiser (learning rate inside).
       step: int32 [], CF batches taken.
       epoch: int32 [], CF epochs finished.
       adv_epochs: int32 [], adversarial epochs finished.
@@ -44,9 +44,19 @@ class TrainState(struct.PyTreeNode):
     aug_state: dict
 
 
-def make_optimizers(cfg: TrainConfig) -> tuple[optax.GradientTransformation, ...]:
-    """(CF optimiser, adversary optimiser): two independent Adams (SPEC §3)."""
-    return optax.adam(cfg.lr), optax.adam(cfg.lr_adv)
+# Adam's constants stay constants: only its learning rate becomes state, so the
+# arithmetic is optax.adam's to the bit (a traced b1 would change how XLA folds it).
+_ADAM_CONSTANTS = ("b1", "b2", "eps", "eps_root", "mu_dtype", "nesterov")
+
+
+def adam(learning_rate: float = 0.0) -> optax.GradientTransformation:
+    """Adam whose learning rate is data in its state (optax.inject_hyperparams): `init`
+    stores `learning_rate`; `update` reads the rate from the state it is given, so the
+    steps call adam().update without a configuration, and runs stacked in one program
+    each carry their own rate."""
+    return optax.inject_hyperparams(optax.adam, static_args=_ADAM_CONSTANTS)(
+        learning_rate=learning_rate
+    )
 
 
 def init_state(
@@ -81,7 +91,6 @@ def init_state(
     loss_state = spec.init_state(cfg, n_users, n_items) if spec.init_state else {}
     adversary = spec.adversary(cfg)
     adv_params = adversary.init(key_adv, n_users, n_items) if adversary else {}
-    cf_tx, adv_tx = make_optimizers(cfg)
     augment = cfg.augment_spec
     aug_state = {}
     if augment is not None and augment.init_state:
@@ -93,9 +102,9 @@ def init_state(
 
     return TrainState(
         cf_params=cf_params,
-        cf_opt=cf_tx.init(cf_params),
+        cf_opt=adam(cfg.lr).init(cf_params),
         adv_params=adv_params,
-        adv_opt=adv_tx.init(adv_params),
+        adv_opt=adam(cfg.lr_adv).init(adv_params),
         step=zero(),
         epoch=zero(),
         adv_epochs=zero(),

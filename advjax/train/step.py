@@ -21,7 +21,7 @@ from advjax.scores import l2_normalize, pair_scores
 from advjax.train import streams
 from advjax.train.config import TrainConfig
 from advjax.train.data import TrainData
-from advjax.train.state import TrainState, make_optimizers
+from advjax.train.state import TrainState, adam
 from advjax.train.streams import fold
 
 
@@ -98,7 +98,8 @@ def _resting_zeroed(tree: dict, trains: dict) -> dict:
 def cf_step(
     cfg: TrainConfig, state: TrainState, data: TrainData, batch: Batch
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One Adam step of the CF model on `batch`; the adversary stays as it is.
+    """One Adam step of the CF model on `batch` (at the learning rate its optimiser state
+    holds); the adversary stays as it is.
 
     Minimises mean(loss) + l2_penalty (+ the backbone's extra_loss, + the augmentation's
     contrastive term) over the CF parameter groups the loss's spec
@@ -109,7 +110,6 @@ def cf_step(
       (state with step + 1, {"loss": [] the objective, and each diagnostic's batch mean}).
     """
     spec = cfg.loss_spec
-    cf_tx, _ = make_optimizers(cfg)
 
     augment, backbone = cfg.augment_spec, cfg.backbone_spec
 
@@ -141,7 +141,7 @@ def cf_step(
     trains = spec.trains(cfg, state.epoch) if spec.trains else None
     if trains is not None:
         grads = _resting_zeroed(grads, trains)
-    updates, cf_opt = cf_tx.update(grads, state.cf_opt, state.cf_params)
+    updates, cf_opt = adam().update(grads, state.cf_opt, state.cf_params)
     if trains is not None:
         updates = _resting_zeroed(updates, trains)
     loss_state = state.loss_state
@@ -201,7 +201,6 @@ def adversary_step(
       (state, {"loss": [] the batch's mean loss, and each diagnostic's batch mean}).
     """
     adversary = cfg.loss_spec.adversary(cfg)
-    _, adv_tx = make_optimizers(cfg)
 
     def objective(adv_params):
         inputs = loss_inputs(
@@ -214,7 +213,7 @@ def adversary_step(
     (loss, value), grads = jax.value_and_grad(objective, has_aux=True)(state.adv_params)
     if adversary.ascent:  # descend on the negated loss
         grads = jax.tree_util.tree_map(jnp.negative, grads)
-    updates, adv_opt = adv_tx.update(grads, state.adv_opt, state.adv_params)
+    updates, adv_opt = adam().update(grads, state.adv_opt, state.adv_params)
     state = state.replace(
         adv_params=optax.apply_updates(state.adv_params, updates), adv_opt=adv_opt
     )

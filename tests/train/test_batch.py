@@ -90,6 +90,14 @@ def test_vmap_agrees_with_each_seed_alone(coat):
     _assert_close_streams(_alone(cfgs, coat), _together(cfgs, coat, "vmap"))
 
 
+def test_runs_differing_in_learning_rates_equal_each_alone(coat):
+    """The learning rates are data in each run's optimiser state, alone or stacked
+    (advjax.train.state.adam): under map, runs differing in them are bit-identical."""
+    base = dict(**_SHORT, loss="adv_infonce", n_layers=2)
+    cfgs = [TrainConfig(**base), TrainConfig(**base, lr=3e-3, lr_adv=0.05)]
+    assert _alone(cfgs, coat) == _together(cfgs, coat, "map")
+
+
 @pytest.mark.parametrize(
     "base, variants",
     [
@@ -158,8 +166,9 @@ def test_setup_runs_gives_each_seed_its_own_start(coat):
 def test_what_runs_in_one_program_may_differ_in():
     assert check_batchable([TrainConfig(seed=1), TrainConfig(seed=2, patience=3)]) == ()
     traced = check_batchable([TrainConfig(), TrainConfig(seed=2, tau=0.5, lr=0.01)])
-    assert traced == ("tau", "lr")
-    with pytest.raises(ConfigError, match="cannot differ in k_neg, n_layers"):
+    assert traced == ("tau",)  # the learning rate is in each run's optimiser state
+    assert check_batchable([TrainConfig(), TrainConfig(lr=0.01, lr_adv=0.1)]) == ()
+    with pytest.raises(ConfigError, match="cannot differ in backbone, k_neg, n_layers"):
         check_batchable([TrainConfig(), TrainConfig(n_layers=2, k_neg=8, tau=0.5)])
 
 
