@@ -1,4 +1,4 @@
-"""Seeds in one program (advjax/train/batch.py) against the same seeds one after another.
+"""Seeds in one program (advjax/train/multirun.py) against the same seeds one after another.
 
   python -m benchmarks.batch                 # Coat (whole runs) and Yahoo!R3 (capped), 5 seeds
   python -m benchmarks.batch --quick         # Coat MF, 2 seeds, 20 epochs: a smoke test
@@ -39,7 +39,7 @@ from advjax.files import write_atomically
 from advjax.provenance import git_commit, machine_info, package_versions
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.data import load_split
-from advjax.train.loop import train_runs
+from advjax.train.multirun import train_runs
 from advjax.train.setup import setup_run
 from benchmarks.run import RECORD_PREFIX, peak_rss_mb
 from experiments.run import read_flagfile

@@ -19,7 +19,7 @@ import jax
 from absl import flags, logging
 
 from advjax.cli_base import run_guarded
-from advjax.train.batch import RUN_BATCHING
+from advjax.train.multirun import RUN_BATCHING
 
 flags.DEFINE_string(
     "compilation_cache",
@@ -34,7 +34,7 @@ flags.DEFINE_enum(
     "map",
     RUN_BATCHING,
     "How one program trains several runs (run --seeds, reproduce's seeds, search's "
-    "points; advjax/train/batch.py): map (one after another inside it; a run's results "
+    "points; advjax/train/multirun.py): map (one after another inside it; a run's results "
     "bit-identical to it alone) or vmap (side by side in every kernel; equal to float32 "
     "rounding).",
 )

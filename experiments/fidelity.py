@@ -29,7 +29,7 @@ from absl import flags
 from advjax.files import write_atomically
 from advjax.metrics import SELECTION_METRIC
 from advjax.provenance import git_commit
-from advjax.train.loop import train_runs
+from advjax.train.multirun import train_runs
 from advjax.train.sinks import ProgressLines, print_flushed
 from experiments import cli
 from experiments.run import finished_results, read_flagfile

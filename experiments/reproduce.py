@@ -11,7 +11,7 @@ paired t-tests over seeds). A hand-written results/TABLE.notes.md (the findings 
 shortfalls) is appended under the table.
 
 The seeds of a cell that this process trains run in one compiled program
-(--batch_seeds, advjax/train/batch.py; with the default --run_batching=map each result
+(--batch_seeds, advjax/train/multirun.py; with the default --run_batching=map each result
 is bit-identical to the seed trained alone), cell after cell; a killed sweep's runs
 resume from their checkpoints either way.
 
@@ -41,7 +41,7 @@ from advjax.metrics import SELECTION_METRIC
 from advjax.provenance import git_commit
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.config import config_differences, format_differences
-from advjax.train.loop import train_runs
+from advjax.train.multirun import train_runs
 from advjax.train.sinks import ProgressLines, print_flushed
 from experiments import cli
 from experiments.report import summarize, table_split, write_table
@@ -155,7 +155,7 @@ def run_cell_seeds(
     batching: str = "map",
 ) -> dict[int, dict]:
     """run_cell for several seeds of one cell, the unfinished ones trained in one
-    program (advjax/train/batch.py); {seed: results}. `logs`: {seed: its line logger}."""
+    program (advjax/train/multirun.py); {seed: results}. `logs`: {seed: its line logger}."""
     done = {seed: finished_run(cell, seed, runs, published, logs[seed]) for seed in seeds}
     todo = [seed for seed in seeds if done[seed] is None]
     if len(todo) == 1:

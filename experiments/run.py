@@ -10,7 +10,7 @@ Every flag is a TrainConfig field (advjax/train/config.py), plus --workdir, --re
 --max_to_keep, --test_only, --seeds, --mesh (and --coordinator_address, --num_processes,
 --process_id for several processes), --run_batching and --compilation_cache
 (experiments/cli.py, which also says how errors end the run). With --seeds the runs
-train in one program (advjax/train/batch.py), each in <workdir>/seed<S>, and a table of
+train in one program (advjax/train/multirun.py), each in <workdir>/seed<S>, and a table of
 their test metrics, mean and std closes the output.
 """
 
@@ -29,7 +29,7 @@ from advjax.files import read_json_object
 from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.checkpoints import load_run_config
 from advjax.train.config import config_differences
-from advjax.train.loop import train_runs
+from advjax.train.multirun import train_runs
 from experiments import cli
 
 

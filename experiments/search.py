@@ -33,10 +33,9 @@ from advjax.errors import ConfigError
 from advjax.files import read_json_object, write_atomically
 from advjax.metrics import SELECTION_METRIC
 from advjax.train import TrainConfig, train_and_evaluate
-from advjax.train.batch import HOST_SETTINGS, TRACED_SETTINGS
 from advjax.train.config import config_dict, config_differences, format_differences
 from advjax.train.data import load_split
-from advjax.train.loop import train_runs
+from advjax.train.multirun import HOST_SETTINGS, TRACED_SETTINGS, train_runs
 from advjax.train.sinks import ProgressLines
 from experiments import cli, run
 
@@ -113,7 +112,7 @@ def point_groups(
     base: TrainConfig, points: list[tuple[int, dict]], batch: bool
 ) -> list[list[tuple[int, dict]]]:
     """The (index, point) pairs in groups trained together: with `batch`, points whose
-    configurations differ only in what one program may vary (advjax/train/batch.py)
+    configurations differ only in what one program may vary (advjax/train/multirun.py)
     share a group, in order of their first point; else one group per point."""
     if not batch:
         return [[item] for item in points]
@@ -138,7 +137,7 @@ def search(
     """Runs the points not yet in `out`; returns the record with the winner ("best"),
     which is also `out`'s last version (every version written atomically). With `batch`,
     points differing only in settings one program may vary train together
-    (`batching`: advjax/train/batch.py), and are recorded when their group ends. With
+    (`batching`: advjax/train/multirun.py), and are recorded when their group ends. With
     `runs`, each point trains in its workdir there (point_workdir), checkpointed: a
     point killed before it finished resumes from its newest checkpoint; "" writes
     nothing but `out`."""

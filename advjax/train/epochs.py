@@ -50,12 +50,12 @@ class EpochFns:
     adv_epoch(state, data) updates the adversary over one epoch (the CF model frozen;
     its embeddings are computed once for the whole pass).
     Both take an optional third argument `hyper`, {setting: traced value}: the numeric
-    settings read from it instead of cfg (config.TracedSettings; advjax/train/batch.py:
+    settings read from it instead of cfg (config.TracedSettings; advjax/train/multirun.py:
     runs differing in them in one program).
     model(cf_params, data) -> the TrainedModel at cf_params (advjax.models.trained: the
       backbone's representations and scoring), for evaluation and diagnostics.
     pure_cf_epoch, pure_adv_epoch: the same epochs before jit (trace_hook applied), for
-      programs that train several runs at once (advjax/train/batch.py).
+      programs that train several runs at once (advjax/train/multirun.py).
     """
 
     cf_epoch: Callable

@@ -80,7 +80,7 @@ class EpochTrained:
       seconds: wall time of its training passes (adversarial and CF).
       samples_per_s: positives trained per second.
       steps: CF steps taken so far.
-      runs: runs trained by the same program in this epoch (advjax/train/batch.py);
+      runs: runs trained by the same program in this epoch (advjax/train/multirun.py);
         `seconds` is their wall time together.
     """
 
@@ -171,7 +171,7 @@ class Report:
       best_epoch, epochs: the chosen epoch and the epochs trained.
       seconds: the run's wall time.
       metrics: {evaluator: {metric@k: value}}.
-      results: what results.json holds (advjax/train/loop.py, `results_record`).
+      results: what results.json holds (advjax/train/track.py, `results_record`).
     """
 
     best_epoch: int

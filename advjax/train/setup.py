@@ -15,7 +15,6 @@ from advjax.data import SplitData
 from advjax.evaluation import Evaluator, build_evaluators
 from advjax.models.trained import TrainedModel
 from advjax.train import streams
-from advjax.train.batch import check_batchable
 from advjax.train.config import TrainConfig
 from advjax.train.data import TrainData, load_split, make_train_data, mesh_method
 from advjax.train.diagnose import make_diagnose
@@ -37,6 +36,16 @@ class RunSetup:
     sample: diagnostics.Sample
     diagnose: Callable
     placement: sharding.Placement | None = None
+
+    def place(self, state: TrainState) -> TrainState:
+        """The state where the run trains: itself on one device; on a mesh padded and
+        sharded (advjax/sharding.py), as the epochs and checkpoints expect it."""
+        return state if self.placement is None else self.placement.place_state(state)
+
+    def restore_target(self, state: TrainState):
+        """What a checkpoint restores into: None (host arrays) on one device; on a mesh
+        the placed state's abstract arrays (advjax/train/checkpoints.py)."""
+        return None if self.placement is None else self.placement.abstract_state(state)
 
     def model(self, cf_params) -> TrainedModel:
         """The trained model at cf_params (its representations and scoring). On a mesh:
@@ -69,7 +78,7 @@ class RunSetup:
         return {name: float(value) for name, value in values.items()}
 
 
-def _diagnostics_sample(
+def diagnostics_sample(
     cfg: TrainConfig, data: SplitData, train_data: TrainData, state: TrainState
 ) -> diagnostics.Sample:
     """The run's fixed diagnostics sample, drawn from its own key stream."""
@@ -120,7 +129,7 @@ def setup_run(
         constrain_batch=placement.constrain_batch if placement else lambda x: x,
     )
     evaluators = build_evaluators(data, batch_size=cfg.eval_batch_size)
-    sample = _diagnostics_sample(cfg, data, train_data, state)
+    sample = diagnostics_sample(cfg, data, train_data, state)
     diagnose = make_diagnose(cfg)
     if placement is not None:  # everything but the state (the loop places it) on the mesh
         train_data, sample = placement.place_data(train_data), placement.place_data(sample)
@@ -132,29 +141,3 @@ def setup_run(
         )
         diagnose = placement.diagnose(diagnose)
     return RunSetup(cfg, data, train_data, fns, evaluators, state, sample, diagnose, placement)
-
-
-def setup_runs(
-    cfgs: list[TrainConfig],
-    data: SplitData | None = None,
-    *,
-    trace_hook: Callable[[Callable], Callable] = lambda fn: fn,
-) -> list[RunSetup]:
-    """setup_run for runs trained in one program (advjax/train/batch.py): one split,
-    train data, set of epochs and evaluators, shared; each run its own configuration,
-    state and diagnostics sample (and its own diagnostics where its numeric settings
-    differ from the first run's), as setup_run(cfg) would give them."""
-    base = setup_run(cfgs[0], data, trace_hook=trace_hook)
-    runs = [base]
-    for cfg in cfgs[1:]:
-        state = init_state(
-            cfg, n_users=base.data.n_users, n_items=base.data.n_items,
-            loss_data=base.train_data.loss_data,
-            n_edges=int(base.train_data.graph.rows.shape[0]),
-        )  # fmt: skip
-        sample = _diagnostics_sample(cfg, base.data, base.train_data, state)
-        diagnose = base.diagnose if check_batchable([base.cfg, cfg]) == () else make_diagnose(cfg)
-        runs.append(
-            dataclasses.replace(base, cfg=cfg, state=state, sample=sample, diagnose=diagnose)
-        )
-    return runs

@@ -1,4 +1,4 @@
-"""Several seeds in one program (advjax/train/batch.py) against each seed trained alone."""
+"""Several seeds in one program (advjax/train/multirun.py) against each seed trained alone."""
 
 import dataclasses
 import json
@@ -13,9 +13,16 @@ import pytest
 from advjax.data import load_dataset
 from advjax.errors import ConfigError
 from advjax.train import TrainConfig, train_events
-from advjax.train.batch import check_batchable, make_batched_epochs, run_slice, stack
-from advjax.train.loop import train_runs, train_runs_events
-from advjax.train.setup import setup_run, setup_runs
+from advjax.train.multirun import (
+    check_batchable,
+    make_batched_epochs,
+    run_slice,
+    setup_runs,
+    stack,
+    train_runs,
+    train_runs_events,
+)
+from advjax.train.setup import setup_run
 
 # Short runs; at the default lr, MF seed 3 stops at epoch 15 while seeds 1 and 2 go on
 # to 30-35 (patience 2): the masking of a stopped run is exercised.
