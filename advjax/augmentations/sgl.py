@@ -2,7 +2,7 @@
 
 When a CF epoch starts, two views of the training graph are drawn: each undirected edge
 kept with probability 1 - --sgl_drop_rate, each view re-normalised with its own degrees
-(advjax.models.augment.drop_edges; the views keep the graph's structure, dropped entries
+(advjax.augmentations.edge_dropout.drop_edges; the views keep the graph's structure, dropped entries
 weigh 0, so every propagation path reads them). Each step adds the InfoNCE between the
 two views' LightGCN embeddings of the batch's distinct users and of its distinct positive
 items (temperature --cl_tau, weight --cl_weight) to the recommendation loss, which reads
@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 
 from advjax.augmentations.contrastive import CL_SETTINGS, nodes_infonce
+from advjax.augmentations.edge_dropout import drop_edges, edge_pairs
 from advjax.augmentations.spec import Augmentation, AugmentInputs, AugmentOutput, EpochInputs
 from advjax.models import lightgcn_rows
-from advjax.models.augment import drop_edges, edge_pairs
 from advjax.models.propagation import propagate
 from advjax.settings import Setting
 

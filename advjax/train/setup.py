@@ -17,8 +17,8 @@ from advjax.models.trained import TrainedModel
 from advjax.train import streams
 from advjax.train.config import TrainConfig
 from advjax.train.data import TrainData, load_split, make_train_data, mesh_method
-from advjax.train.diagnose import make_diagnose
 from advjax.train.epochs import EpochFns, make_epoch_fns
+from advjax.train.run_diagnostics import make_diagnose
 from advjax.train.state import TrainState, init_state
 from advjax.train.streams import fold
 
@@ -71,7 +71,7 @@ class RunSetup:
         return self.placement.host_params(cf_params)
 
     def diagnostics(self, state: TrainState, model=None) -> dict[str, float]:
-        """SPEC §7's diagnostics at `state` on the run's fixed sample (train/diagnose.py);
+        """SPEC §7's diagnostics at `state` on the run's fixed sample (train/run_diagnostics.py);
         `model` as for evaluate."""
         model = model if model is not None else self.model(state.cf_params)
         values = self.diagnose(state, self.train_data, self.sample, model)

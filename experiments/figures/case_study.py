@@ -4,7 +4,7 @@ AdvInfoNCE beside its rank and cosine similarity under InfoNCE and under AdvInfo
   python -m experiments.analyze --figure=case_study --dataset=coat --seeds=5
 
 Reads the InfoNCE and AdvInfoNCE runs (the strategies figure's cells, shared) at the
-first seed, restored by advjax.train.inspect (AdvInfoNCE's adversary as its last
+first seed, restored by advjax.train.finished (AdvInfoNCE's adversary as its last
 adversarial pass left it, both CF models at their best validation). Two users are
 drawn (NumPy seed CASE_SEED) among the users of AdvInfoNCE's diagnostics sample whose
 negatives hold a false negative (a held-out test positive of the user); each is shown
@@ -25,7 +25,7 @@ from matplotlib.lines import Line2D
 
 from advjax.errors import WorkdirError
 from advjax.losses import hardness_delta
-from advjax.train.inspect import (
+from advjax.train.finished import (
     FinishedRun,
     item_cosines,
     item_ranks,

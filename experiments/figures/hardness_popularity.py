@@ -4,7 +4,7 @@ over items of different popularity.
   python -m experiments.analyze --figure=hardness_popularity --dataset=coat --seeds=5
 
 Per seed, the finished AdvInfoNCE run (the strategies figure's cell, shared) is
-restored (advjax.train.inspect: the adversary as its last adversarial pass left it,
+restored (advjax.train.finished: the adversary as its last adversarial pass left it,
 the CF model at its best validation), p(j | u, i) = softmax of the hardness logits of
 its fixed diagnostics sample's negatives, and the negatives are grouped by their
 item's training degree into 10 groups of equal item count (advjax.analysis.
@@ -25,7 +25,7 @@ import numpy as np
 
 from advjax.analysis import mean_by_group, popularity_groups
 from advjax.data import SplitData
-from advjax.train.inspect import FinishedRun, load_finished_run, sample_hardness_logits
+from advjax.train.finished import FinishedRun, load_finished_run, sample_hardness_logits
 from experiments.figures.base import COLOURS, Context, Figure, new_figure, save_png
 from experiments.figures.strategies import strategy_cells
 from experiments.tables import Cell

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from advjax.train.inspect import load_finished_run
+from advjax.train.finished import load_finished_run
 from experiments.analyze import draw
 from experiments.figures import case_study
 from experiments.figures.base import read_csv

@@ -1,5 +1,5 @@
 """Tiny trained runs for the figures that restore checkpoints (hardness_popularity,
-case_study) and for advjax.train.inspect's tests: a skewed synthetic split of 30 users
+case_study) and for advjax.train.finished's tests: a skewed synthetic split of 30 users
 and 40 items, trained for 4 epochs with two adversarial passes."""
 
 from __future__ import annotations

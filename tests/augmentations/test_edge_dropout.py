@@ -4,10 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from advjax.augmentations.edge_dropout import drop_edges, edge_pairs, mask_edges
 from advjax.data import load_dataset
 from advjax.data.graph import Graph, normalized_graph
 from advjax.data.splits import Interactions
-from advjax.models.augment import drop_edges, edge_pairs, mask_edges
 from advjax.models.host_propagation import item_gram
 from advjax.models.propagation import METHODS, propagate, propagate_rows
 from tests.float64 import dense_adjacency, layer_mean

@@ -1,4 +1,4 @@
-"""advjax.train.inspect on a tiny trained AdvInfoNCE run: the restored model is the
+"""advjax.train.finished on a tiny trained AdvInfoNCE run: the restored model is the
 best validation's (its metrics are results.json's), the adversary the final one (its
 hardness logits are <a_u, b_j> of the restored tables and give the last logged KL),
 cosines and ranks agree with a NumPy argsort, and missing runs are named."""
@@ -14,7 +14,7 @@ import pytest
 from advjax.analysis import adversarial_epochs
 from advjax.errors import ConfigError, WorkdirError
 from advjax.logs import read_metrics
-from advjax.train.inspect import (
+from advjax.train.finished import (
     FinishedRun,
     item_cosines,
     item_ranks,

@@ -90,7 +90,7 @@ def sample_hardness_logits(finished: FinishedRun) -> np.ndarray:
 
     The hardness is the adversary's final one (frozen after its last adversarial
     pass) with the CF model at its best validation, computed as the run's diagnostics
-    compute it (advjax/train/diagnose.py); p(j | u, i) is their softmax over each row,
+    compute it (advjax/train/run_diagnostics.py); p(j | u, i) is their softmax over each row,
     delta = log(N p) (advjax.losses.hardness_delta).
 
     Raises:
