@@ -41,7 +41,8 @@ from advjax.train import TrainConfig, train_and_evaluate
 from advjax.train.data import load_split
 from advjax.train.multirun import train_runs
 from advjax.train.setup import setup_run
-from benchmarks.run import RECORD_PREFIX, peak_rss_mb
+from benchmarks.record import peak_rss_mb
+from benchmarks.run import RECORD_PREFIX
 from experiments.run import read_flagfile
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -7,7 +7,8 @@ import pytest
 
 from advjax.data import load_dataset
 from benchmarks import floor
-from benchmarks.run import RECORD_KEYS, bench_cell, results_table
+from benchmarks.record import RECORD_KEYS, bench_cell
+from benchmarks.run import results_table
 
 # Rates of 1000 FLOP/s and 1000 B/s: the floor in seconds is the count / 1000.
 SLOW_RATES = {"gemm_gflop_s": 1e-6, "stream_gb_s": 1e-6, "gather_gb_s": 1e-6}
