@@ -175,7 +175,7 @@ class _EvalTimes(NamedTuple):
 
 def _time_evaluation(run: RunSetup, state: TrainState) -> _EvalTimes:
     """Times every evaluator of the split, then the diagnostics every validation adds
-    (advjax/train/diagnose.py, on its fixed sample), twice each at `state`."""
+    (advjax/train/run_diagnostics.py, on its fixed sample), twice each at `state`."""
 
     def evaluate_all():
         return run.evaluate(state.cf_params, list(run.evaluators))

@@ -4,7 +4,7 @@ Each pass is compiled first (``.lower().compile()``, timed on its own), then run
 warm-up epochs, then for timed epochs, the adversarial pass (where the configuration
 trains an adversary) before the CF pass of each epoch; the medians of the timed epochs
 are the per-epoch figures. The cost figure (experiments/figures/cost.py) reports them;
-benchmarks.run builds its records around them (evaluation, memory, the floor).
+benchmarks.record builds its records around them (evaluation, memory, the floor).
 """
 
 from __future__ import annotations

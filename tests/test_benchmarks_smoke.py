@@ -1,4 +1,4 @@
-"""benchmarks.run's per-cell function on Coat, and the floor arithmetic by hand."""
+"""benchmarks.record's per-cell function on Coat, and the floor arithmetic by hand."""
 
 import math
 

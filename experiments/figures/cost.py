@@ -89,7 +89,7 @@ def published_epochs(published: dict, cell_name: str, cfg) -> tuple[list[int], l
 
 def _timed_config(cfg):
     # NCL's terms start at --ncl_start_epoch (20): time them in every epoch, as
-    # benchmarks.run does, or its warm-up and timed epochs would run without them.
+    # benchmarks.record does, or its warm-up and timed epochs would run without them.
     return dataclasses.replace(cfg, ncl_start_epoch=0) if cfg.augment == "ncl" else cfg
 
 
