@@ -2,7 +2,7 @@
 
   python -m experiments.run                                  # MF + AdvInfoNCE on Coat
   python -m experiments.run --flagfile=experiments/configs/coat_mf_advinfonce.flags
-  python -m experiments.run --data_dir=../shared/data/yahoo.new --backbone=lightgcn --n_layers=2 \
+  python -m experiments.run --data_dir=../shared/data/yahoo.new --backbone=lightgcn --n_layers=2 \\
       --loss=infonce
   python -m experiments.run --flagfile=experiments/configs/coat_mf_infonce.flags --seeds=1,2,3
 
