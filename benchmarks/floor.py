@@ -155,7 +155,7 @@ def target_contrast_cost(batch: int, n_keys: int, dim: int) -> Cost:
 
 
 def kmeans_cost(n_rows: int, n_clusters: int, dim: int, n_iters: int) -> Cost:
-    """advjax.models.kmeans: n_iters Lloyd steps and the final assignment, each a
+    """advjax.augmentations.kmeans: n_iters Lloyd steps and the final assignment, each a
     distance product (2 N K d FLOPs) reading the rows and centroids; each step also sums
     the rows into their centroids (N d)."""
     products = n_iters + 1

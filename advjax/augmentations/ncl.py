@@ -8,7 +8,7 @@ Two contrastive terms beside the recommendation loss, both from --ncl_start_epoc
     items; weight --cl_weight, temperature --cl_tau.
   prototype: a node's layer-0 embedding against the centroids of a k-means of its
     type's layer-0 embeddings (re-fitted when each CF epoch starts, in JAX:
-    advjax.models.kmeans; --ncl_clusters, capped at the number of nodes), its own
+    advjax.augmentations.kmeans; --ncl_clusters, capped at the number of nodes), its own
     cluster's centroid the positive; weight --ncl_proto_weight.
 The recommendation loss reads the usual layer mean, from the same forward pass.
 """
@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from advjax.augmentations.contrastive import CL_SETTINGS, nodes_infonce, target_infonce
+from advjax.augmentations.kmeans import effective_clusters, kmeans
 from advjax.augmentations.spec import Augmentation, AugmentInputs, AugmentOutput, EpochInputs
-from advjax.models.kmeans import effective_clusters, kmeans
 from advjax.models.propagation import propagate_layers
 from advjax.settings import Setting, non_negative, positive
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from advjax.augmentations.contrastive import target_infonce
+from advjax.augmentations.kmeans import kmeans
 from advjax.augmentations.ncl import KMEANS_ITERS
 from advjax.augmentations.spec import EpochInputs
 from advjax.data import load_dataset
 from advjax.errors import ConfigError
 from advjax.models import lightgcn_rows
-from advjax.models.kmeans import kmeans
 from advjax.models.propagation import propagate_layers
 from advjax.train import TrainConfig
 from advjax.train.setup import setup_run

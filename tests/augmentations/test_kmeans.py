@@ -4,14 +4,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from advjax.data import load_dataset
-from advjax.models.kmeans import (
+from advjax.augmentations.kmeans import (
     KMeansResult,
     assign_clusters,
     effective_clusters,
     kmeans,
     lloyd_step,
 )
+from advjax.data import load_dataset
 
 _STATIC = ("n_clusters", "n_iters")
 
