@@ -16,13 +16,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from advjax import distributed
 from advjax.data import SplitData
 from advjax.errors import WorkdirError
 from advjax.train import events
 from advjax.train.config import TrainConfig
 from advjax.train.setup import setup_run
-from advjax.train.sinks import ProgressLines, ResultsFile, ScalarSink, print_flushed
+from advjax.train.sinks import ProgressLines, print_flushed, with_files
 from advjax.train.track import (
     adversarial_pass_done,
     cf_epoch_done,
@@ -137,14 +136,3 @@ def train_and_evaluate(
     if isinstance(last, events.Evaluated):
         return {"best_epoch": last.best_epoch, **last.metrics}
     return last.results
-
-
-def with_files(workdir: str | None, shown: list, announce) -> list:
-    """The workdir's sinks (scalars, results.json; `announce` logs its writing), then
-    `shown`. The files take each event before anything shows it: a run killed on seeing
-    an epoch's line has that epoch in metrics.jsonl, as the resume expects. Of several
-    processes only the first writes them (advjax/distributed.py)."""
-    files = []
-    if workdir and distributed.is_primary():
-        files = [ScalarSink(workdir), ResultsFile(workdir, announce)]
-    return [*files, *shown]

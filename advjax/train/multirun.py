@@ -49,10 +49,9 @@ from advjax.errors import ConfigError
 from advjax.train import events
 from advjax.train.config import TrainConfig, config_dict
 from advjax.train.epochs import EpochFns
-from advjax.train.loop import with_files
 from advjax.train.run_diagnostics import make_diagnose
 from advjax.train.setup import RunSetup, diagnostics_sample, setup_run
-from advjax.train.sinks import ProgressLines, print_flushed
+from advjax.train.sinks import ProgressLines, print_flushed, with_files
 from advjax.train.state import TrainState, init_state
 from advjax.train.track import (
     Track,

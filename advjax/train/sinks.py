@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Callable
 
+from advjax import distributed
 from advjax.files import write_atomically
 from advjax.logs import ScalarLog
 from advjax.train import events
@@ -216,3 +217,14 @@ class ResultsFile:
     def close(self) -> None:
         if self._written and self.log:
             self.log(f"wrote {self.path}")
+
+
+def with_files(workdir: str | None, shown: list, announce) -> list:
+    """The workdir's sinks (scalars, results.json; `announce` logs its writing), then
+    `shown`. The files take each event before anything shows it: a run killed on seeing
+    an epoch's line has that epoch in metrics.jsonl, as the resume expects. Of several
+    processes only the first writes them (advjax/distributed.py)."""
+    files = []
+    if workdir and distributed.is_primary():
+        files = [ScalarSink(workdir), ResultsFile(workdir, announce)]
+    return [*files, *shown]
