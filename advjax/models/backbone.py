@@ -22,7 +22,8 @@ its end, one ``BACKBONE = Backbone(...)``; ``advjax/models/registry.py`` lists t
   extra_loss     a term it adds to each step's objective (UltraGCN's constraints), or
                  None;
   scoring        how a user scores an item: "cosine" (the unit-norm representations'
-                 dot product; what the contrastive losses train) or "dot";
+                 dot product: what the losses train, since every step reads cosines)
+                 or "dot" (for models fitted otherwise, whose scores are raw products);
   label, slug    its name in progress lines ("LightGCN-2") and in default workdirs
                  ("lightgcn2");
   claims_legacy  whether a configuration saved before --backbone existed (no
