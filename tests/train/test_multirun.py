@@ -100,9 +100,12 @@ def test_vmap_agrees_with_each_seed_alone(coat):
 def test_runs_differing_in_learning_rates_equal_each_alone(coat):
     """The learning rates are data in each run's optimiser state, alone or stacked
     (advjax.train.state.adam): under map, runs differing in them are bit-identical."""
-    base = dict(**_SHORT, loss="adv_infonce", n_layers=2)
+    base = dict(_SHORT, max_epochs=20, loss="adv_infonce")  # MF; passes at epochs 3, 8, ...
     cfgs = [TrainConfig(**base), TrainConfig(**base, lr=3e-3, lr_adv=0.05)]
-    assert _alone(cfgs, coat) == _together(cfgs, coat, "map")
+    alone = _alone(cfgs, coat)
+    assert alone == _together(cfgs, coat, "map")
+    passes = [[e["stats"] for e in run if e["type"] == "AdversarialPass"] for run in alone]
+    assert len(passes[0]) >= 2 and passes[0] != passes[1]  # the rates did differ
 
 
 @pytest.mark.parametrize(
