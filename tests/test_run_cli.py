@@ -64,6 +64,13 @@ def test_malformed_split_file_names_file_and_line(tmp_path):
 def test_bad_setting_is_one_line(tmp_path):
     _assert_one_line_error(_run("--loss=hinge", f"--workdir={tmp_path}/w"), "hinge")
     _assert_one_line_error(_run("--ks=10,x", f"--workdir={tmp_path}/w"), "--ks")
+    _assert_one_line_error(
+        _run("--backbone=lightgcn", f"--workdir={tmp_path}/w"), "needs --n_layers >= 1"
+    )
+    _assert_one_line_error(
+        _run("--backbone=mf", "--n_layers=2", f"--workdir={tmp_path}/w"),
+        "--n_layers=2 is a setting of --backbone=lightgcn",
+    )
 
 
 @pytest.mark.parametrize("flagfile", ["coat_mf_advinfonce.flags"])
