@@ -13,8 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from advjax.data.graph import Graph
-from advjax.initializers import init_embeddings
-from advjax.models import propagation
+from advjax.models import mf, propagation
 from advjax.models.backbone import Backbone
 from advjax.settings import Setting, non_negative
 
@@ -77,9 +76,7 @@ def _claims_legacy(saved: dict) -> bool:
 
 BACKBONE = Backbone(
     name="lightgcn",
-    init_params=lambda cfg, key, n_users, n_items: init_embeddings(
-        key, n_users, n_items, cfg.emb_dim
-    ),
+    init_params=mf.init_params,  # layer 0 is MF's tables
     represent=lambda cfg, params, graph, method: lightgcn_embed(
         params, graph, n_layers=cfg.n_layers, method=method
     ),

@@ -23,11 +23,6 @@ def represent(cfg, params: dict, graph, method: str) -> tuple[jax.Array, jax.Arr
     return params["user"], params["item"]
 
 
-def rows(cfg, params: dict, graph, users: jax.Array, method: str):
-    """(user rows [B, d], item [I, d]): rows of the tables."""
-    return params["user"][users], params["item"]
-
-
 def _claims_legacy(saved: dict) -> bool:
     return not saved.get("n_layers", 0)
 
@@ -35,8 +30,7 @@ def _claims_legacy(saved: dict) -> bool:
 BACKBONE = Backbone(
     name="mf",
     init_params=init_params,
-    represent=represent,
-    rows=rows,
+    represent=represent,  # a step's rows: the default gather of these tables
     label=lambda cfg: "MF",
     slug=lambda cfg: "mf",
     claims_legacy=_claims_legacy,
