@@ -179,9 +179,10 @@ def finished_results(workdir: str, cfg: TrainConfig) -> dict | None:
 
 
 def default_workdir(cfg: TrainConfig) -> str:
-    """runs/<dataset>-<backbone>-<loss label>, e.g. runs/coat-mf-adv_infonce-embed."""
+    """runs/<dataset>-<backbone>-<loss label>, e.g. runs/coat-mf-adv_infonce-embed;
+    runs/<dataset>-<model> for a fitted model (runs/yahoo-ials)."""
     name = os.path.basename(os.path.normpath(cfg.data_dir)) if cfg.data_dir else cfg.dataset
-    return os.path.join("runs", f"{name}-{cfg.backbone_spec.slug(cfg)}-{cfg.loss_label}")
+    return os.path.join("runs", f"{name}-{cfg.slug}")
 
 
 def main(argv: list[str]) -> None:

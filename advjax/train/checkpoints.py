@@ -265,12 +265,20 @@ class RunCheckpoints:
         return None
 
     def restore_best(self, template_params):
-        """CF parameters of the best validation, or None when none was saved."""
-        epoch = self._best.latest_step()
+        """CF parameters of the best validation, or None when none was saved.
+        `template_params`: arrays of their shapes; None restores them as saved (a fitted
+        model's, whose shapes only its solve gives)."""
+        epoch = self.best_epoch()
         if epoch is None:
             return None
+        if template_params is None:
+            return self._best.restore(epoch, args=ocp.args.StandardRestore())
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template_params)
         return self._best.restore(epoch, args=ocp.args.StandardRestore(abstract))
+
+    def best_epoch(self) -> int | None:
+        """The epoch of the saved best parameters, or None."""
+        return self._best.latest_step()
 
     def _set_aside(self, epoch: int, err: Exception) -> None:
         source = os.path.join(self.workdir, "checkpoints", str(epoch))

@@ -11,7 +11,8 @@ from advjax.losses.registry import LOSSES, all_settings
 from advjax.losses.spec import Loss
 from advjax.models import propagation
 from advjax.models.backbone import Backbone
-from advjax.models.registry import BACKBONES, backbone_settings, legacy_backbone
+from advjax.models.fitted import Fitted
+from advjax.models.registry import BACKBONES, FITTED, backbone_settings, legacy_backbone
 
 NEGATIVE_MODES = ("fresh", "frozen")
 ADV_STOPS = ("budget", "valid")
@@ -19,6 +20,13 @@ ADV_STOPS = ("budget", "valid")
 
 # The flags the registered backbones, losses and augmentations declare (each its own).
 _DECLARED_SETTINGS = (*backbone_settings(), *all_settings(), *augmentation_settings())
+
+# What only SGD training reads (with every loss's and augmentation's own settings): a
+# fitted model (--backbone=ease|ials, advjax/train/fit.py) refuses them off their defaults.
+SGD_SETTINGS = (
+    "propagation", "loss", "augment", "tau", "n_neg", "negatives", "batch_size", "lr",
+    "lr_adv", "l2_reg", "t_adv", "e_adv", "warm_up_epochs", "kl_radius", "adv_stop",
+)  # fmt: skip
 
 
 def _setting(default, help_text: str):
@@ -59,7 +67,8 @@ class _RunSettings:
     )
     backbone: str = _setting(
         "",
-        f"Model: {', '.join(BACKBONES)} (advjax.models; each adds its own flags). Empty: "
+        f"Model: {', '.join(BACKBONES)} (trained by SGD on --loss) or {', '.join(FITTED)} "
+        "(fitted by their own solvers; advjax.models; each adds its own flags). Empty: "
         "chosen by --n_layers as before this flag (0: mf, >= 1: lightgcn).",
     )
     propagation: str = _setting(
@@ -133,9 +142,10 @@ class _RunSettings:
     seed: int = _setting(2023, "PRNG seed.")
 
     def __post_init__(self):
-        if self.backbone and self.backbone not in BACKBONES:
+        if self.backbone and self.backbone not in {**BACKBONES, **FITTED}:
             raise ConfigError(
-                f"unknown backbone {self.backbone!r}; choose one of {tuple(BACKBONES)}"
+                f"unknown backbone {self.backbone!r}; choose one of "
+                f"{(*BACKBONES, *FITTED)}"
             )
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {tuple(LOSSES)}")
@@ -183,7 +193,7 @@ class _RunSettings:
         """The values that make the configuration: every field, the backbone by name (an
         empty --backbone as the one --n_layers chooses), so equal runs compare equal."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        values["backbone"] = self.backbone_spec.name
+        values["backbone"] = self.model_spec.name
         return tuple(values.items())
 
     def __eq__(self, other) -> bool:
@@ -193,10 +203,13 @@ class _RunSettings:
         return hash(self._identity())
 
     def _check_backbone(self):
-        """The backbone's own rules, and no other backbone's setting off its default."""
-        spec = self.backbone_spec
+        """The model's own rules, and no other model's setting off its default; a fitted
+        model, no setting of SGD training off its default either."""
+        spec = self.model_spec
         own = {setting.name for setting in spec.settings}
-        for name, other in BACKBONES.items():
+        if self.fitted_spec is not None:
+            self._check_fitted()
+        for name, other in {**BACKBONES, **FITTED}.items():
             for setting in other.settings:
                 value = getattr(self, setting.name)
                 if setting.name not in own and value != setting.default:
@@ -207,6 +220,19 @@ class _RunSettings:
         problem = spec.check(self)
         if problem:
             raise ConfigError(problem)
+
+    def _check_fitted(self):
+        """A fitted model reads no setting of SGD training: one off its default would be
+        silently ignored, so it is refused."""
+        defaults = _RunSettings.__dataclass_fields__
+        sgd = {name: defaults[name].default for name in SGD_SETTINGS}
+        sgd.update({s.name: s.default for s in (*all_settings(), *augmentation_settings())})
+        changed = [name for name, default in sgd.items() if getattr(self, name) != default]
+        if changed:
+            raise ConfigError(
+                f"--backbone={self.backbone} is fitted by its own solver, not trained on a "
+                f"loss: {', '.join('--' + name for name in changed)} would not be read"
+            )
 
     def _check_augment(self):
         """--augment needs a backbone with propagation layers, and its own rules."""
@@ -226,13 +252,40 @@ class _RunSettings:
             raise ConfigError(problem)
 
     @property
-    def backbone_spec(self) -> Backbone:
-        """The spec of --backbone (advjax.models.registry); without one, of the backbone
-        --n_layers chooses (legacy_backbone), so `replace(cfg, n_layers=...)` of such a
-        configuration may change its backbone, as the flag always did."""
+    def model_spec(self) -> Backbone | Fitted:
+        """The spec of --backbone (advjax.models.registry): a backbone or a fitted model;
+        without --backbone, the backbone --n_layers chooses (legacy_backbone), so
+        `replace(cfg, n_layers=...)` of such a configuration may change its backbone, as
+        the flag always did."""
+        if self.backbone in FITTED:
+            return FITTED[self.backbone]
         if self.backbone:
             return BACKBONES[self.backbone]
         return BACKBONES[legacy_backbone(dataclasses.asdict(self))]
+
+    @property
+    def backbone_spec(self) -> Backbone:
+        """The spec of the backbone SGD trains (model_spec); a fitted model has none."""
+        spec = self.model_spec
+        if not isinstance(spec, Backbone):
+            raise ConfigError(
+                f"--backbone={spec.name} is fitted by its own solver "
+                "(advjax/train/fit.py), not trained by SGD steps"
+            )
+        return spec
+
+    @property
+    def fitted_spec(self) -> Fitted | None:
+        """The spec of a fitted --backbone (advjax.models.fitted), else None."""
+        return FITTED.get(self.backbone)
+
+    @property
+    def slug(self) -> str:
+        """The run as default workdirs name it: "lightgcn2-adv_infonce-embed", "ials"."""
+        spec = self.model_spec
+        if self.fitted_spec is not None:
+            return spec.slug(self)
+        return f"{spec.slug(self)}-{self.loss_label}"
 
     @property
     def loss_spec(self) -> Loss:
@@ -280,7 +333,7 @@ def config_dict(cfg: TrainConfig) -> dict:
     backbone by name: an empty --backbone as the one --n_layers chose)."""
     values = dataclasses.asdict(cfg)
     values["ks"] = list(values["ks"])
-    values["backbone"] = cfg.backbone_spec.name
+    values["backbone"] = cfg.model_spec.name
     return values
 
 

@@ -27,8 +27,9 @@ class RunStarted:
 
     Attributes:
       dataset: name of the split; n_users, n_items, n_pairs: its sizes.
-      model: "MF" or "LightGCN-L"; loss: the loss's label ("adv_infonce-embed").
-      n_batches: batches per epoch.
+      model: "MF" or "LightGCN-L"; loss: the loss's label ("adv_infonce-embed"), "" for
+        a fitted model (advjax/train/fit.py: an epoch is a sweep of its solver).
+      n_batches: batches per epoch (0 for a fitted model).
     """
 
     dataset: str

@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from advjax.data import SplitData
-from advjax.errors import WorkdirError
+from advjax.errors import ConfigError, WorkdirError
 from advjax.train import events
 from advjax.train.config import TrainConfig
+from advjax.train.fit import fit_events
 from advjax.train.setup import setup_run
 from advjax.train.sinks import ProgressLines, print_flushed, with_files
 from advjax.train.track import (
@@ -43,11 +44,17 @@ def train_events(
     test_only: bool = False,
     mesh: str = "",
 ) -> Iterator[events.Event]:
-    """Trains per cfg with early stopping on valid Recall@20, yielding what happens.
+    """Trains per cfg with early stopping on valid Recall@20, yielding what happens (a
+    fitted model, --backbone=ease|ials: its solver's sweeps, advjax/train/fit.py).
 
     Args: as train_and_evaluate. The last event is a Report (Evaluated with
     test_only); its `results` is what results.json holds.
     """
+    if cfg.fitted_spec is not None:  # EASE, iALS: their solvers' loop
+        if mesh:
+            raise ConfigError(f"--mesh trains SGD backbones; --backbone={cfg.backbone} is fitted")
+        yield from fit_events(cfg, workdir, data=data, restart=restart, test_only=test_only)
+        return
     if test_only:
         yield from _evaluate_best(cfg, workdir, data, restart=restart, max_to_keep=max_to_keep)
         return

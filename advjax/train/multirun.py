@@ -48,7 +48,9 @@ from advjax.data import SplitData
 from advjax.errors import ConfigError
 from advjax.train import events
 from advjax.train.config import TrainConfig, config_dict
+from advjax.train.data import load_split
 from advjax.train.epochs import EpochFns
+from advjax.train.fit import fit_events
 from advjax.train.run_diagnostics import make_diagnose
 from advjax.train.setup import RunSetup, diagnostics_sample, setup_run
 from advjax.train.sinks import ProgressLines, print_flushed, with_files
@@ -266,6 +268,9 @@ def train_runs_events(
     if len(cfgs) != len(workdirs):
         raise ValueError(f"{len(cfgs)} configurations but {len(workdirs)} workdirs")
     traced = check_batchable(cfgs)  # before anything is loaded or compiled
+    if any(cfg.fitted_spec is not None for cfg in cfgs):
+        yield from _fit_one_by_one(cfgs, workdirs, data, restart)
+        return
     runs = setup_runs(list(cfgs), data)
     tracks: list[Track] = []
     states = []
@@ -305,6 +310,14 @@ def train_runs_events(
             yield from _tagged(
                 i, finish(t, stacked.state_of(i), time.perf_counter() - start, n_runs)
             )
+
+
+def _fit_one_by_one(cfgs, workdirs, data, restart) -> Iterator[tuple[int, events.Event]]:
+    """Fitted models' runs (advjax/train/fit.py) one after another on one loaded split:
+    a solver's sweep is already one program over all rows, and fits take seconds."""
+    data = data if data is not None else load_split(cfgs[0])
+    for index, (cfg, workdir) in enumerate(zip(cfgs, workdirs, strict=True)):
+        yield from _tagged(index, fit_events(cfg, workdir, data=data, restart=restart))
 
 
 def train_runs(

@@ -71,10 +71,14 @@ class ProgressLines:
         match event:
             case events.RunStarted():
                 if self.every_epoch:
+                    trains = (
+                        f"{event.model} + {event.loss}; {event.n_batches} batches/epoch"
+                        if event.loss
+                        else f"{event.model}, fitted by its solver (an epoch is a sweep)"
+                    )
                     self._out(
                         f"{event.dataset}: {event.n_users} users, {event.n_items} items, "
-                        f"{event.n_pairs} train pairs; {event.model} + {event.loss}; "
-                        f"{event.n_batches} batches/epoch"
+                        f"{event.n_pairs} train pairs; {trains}"
                     )
             case events.Note():
                 self._out(event.text)
@@ -90,8 +94,9 @@ class ProgressLines:
                 line = [
                     f"epoch {event.epoch:4d}",
                     f"{event.seconds:6.2f}s {event.samples_per_s:9,.0f}/s",
-                    f"loss {stats['loss']:.4f}",
                 ]
+                if "loss" in stats:
+                    line.append(f"loss {stats['loss']:.4f}")
                 if "kl" in stats:
                     line.append(f"kl {stats['kl']:.3g}")
                 adversarial = self._adversarial
@@ -172,8 +177,8 @@ class ScalarSink:
             case events.AdversarialPass():
                 self._adversarial = {f"adv_{k}": v for k, v in event.stats.items()}
             case events.EpochTrained():
-                record = {
-                    "loss": event.stats["loss"],
+                record = {  # "loss" first (a fitted model's sweep may have none)
+                    **{k: v for k, v in event.stats.items() if k == "loss"},
                     "epoch_s": event.seconds,
                     "samples_per_s": event.samples_per_s,
                 }

@@ -6,7 +6,8 @@ boundary replays exactly (WORKSPACE.md, "Resume"). The tree of streams:
 
   key(seed) split in 3 (init_state):
     [0] CF parameters: the backbone's tables; folded with LOSS_PARAMS, the loss's own
-        parameter groups (BC loss's popularity branch)
+        parameter groups (BC loss's popularity branch); a fitted model's initial
+        parameters (iALS's factors; advjax/train/fit.py)
     [1] the adversary's parameters (AdvInfoNCE's hardness model)
     [2] the run's root key (TrainState.key), folded with
         CF_EPOCHS, then the CF epoch number          -> a CF epoch's key

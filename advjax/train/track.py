@@ -194,27 +194,35 @@ def finish(track: Track, state, seconds: float, runs_in_program: int = 1) -> Ite
         check_finite(values, f"in the final {name} evaluation")
     if track.ckpt:
         track.ckpt.close()
-    results = results_record(run, best_epoch, track.epoch, metrics, seconds, runs_in_program)
+    results = results_record(
+        run.cfg, run.data, best_epoch, track.epoch, metrics, seconds, runs_in_program,
+        propagation=run.train_data.propagation if run.cfg.backbone_spec.prepare_graph else None,
+        mesh=run.placement.describe() if run.placement else None,
+    )  # fmt: skip
     track.reported = True
     yield events.Report(best_epoch, track.epoch, seconds, metrics, results)
 
 
 def results_record(
-    run: RunSetup,
+    cfg,
+    data,
     best_epoch: int,
     epochs: int,
     metrics: dict,
     seconds: float,
     runs_in_program: int = 1,
+    *,
+    propagation: str | None = None,
+    mesh: str | None = None,
 ) -> dict:
     """What results.json holds: the best epoch, every evaluator's metrics there, the
-    flags, what was loaded, timing and the platform. `runs_in_program`: how many runs
-    trained in the program this one did (advjax/train/multirun.py); their wall time is
-    shared, so `timing` says so when there were several."""
+    flags, what was loaded (`data`, the SplitData), timing and the platform (the
+    propagation path that ran, the mesh). `runs_in_program`: how many runs trained in
+    the program this one did (advjax/train/multirun.py); their wall time is shared, so
+    `timing` says so when there were several."""
     timing = {"total_s": seconds, "epochs": epochs}
     if runs_in_program > 1:
         timing["runs_in_program"] = runs_in_program
-    cfg, data = run.cfg, run.data
     return {
         "best_epoch": best_epoch,
         **metrics,
@@ -231,10 +239,8 @@ def results_record(
             "device": jax.devices()[0].device_kind,
             "jax": jax.__version__,
             # What "auto" resolved to on this platform (it follows benchmark records).
-            "propagation": (
-                run.train_data.propagation if cfg.backbone_spec.prepare_graph else None
-            ),
+            "propagation": propagation,
             "packages": package_versions(),
-            **({"mesh": run.placement.describe()} if run.placement else {}),
+            **({"mesh": mesh} if mesh else {}),
         },
     }
