@@ -4,7 +4,10 @@ results/TABLE.md and results/TABLE.json.
 Per cell the mean ± std over seeds of test Recall@20, NDCG@20 and HR@20, the paper's
 numbers, the improvement over InfoNCE of the same backbone, and paired t-tests over
 seeds of AdvInfoNCE and each of its variants (-mlp, ...) against InfoNCE and against
-the strongest rival, and of each rival against AdvInfoNCE; a popularity-shift split
+the strongest rival, of each rival against AdvInfoNCE, and of each baseline (EASE,
+iALS: not a loss, so never "the strongest rival") against AdvInfoNCE and InfoNCE of
+every backbone; a deterministic model's one run stands for every seed (its tests are
+one-sample t-tests of the other cell's seeds against it); a popularity-shift split
 also gets paper Table 2's layout. experiments.reproduce sweeps the runs and calls this;
 nothing here trains or reads a workdir.
 """
@@ -19,6 +22,7 @@ import scipy.stats
 
 from advjax.files import write_atomically
 from advjax.metrics import SELECTION_METRIC
+from advjax.models.registry import FITTED
 from experiments.tables import Cell
 
 METRICS = ("recall@20", "ndcg@20", "hit_ratio@20")
@@ -69,16 +73,51 @@ def _mean_std(values: dict[str, np.ndarray]) -> dict:
     }
 
 
-def summarize(table: str, cells: list[Cell], per_seed: dict) -> dict:
+def summarize(table: str, cells: list[Cell], per_seed: dict, kept: dict | None = None) -> dict:
     """Means, stds, improvements and paired tests from {cell name: {seed: results}}.
 
-    A cell with no finished run gets a row with seeds 0 and no figures; paired tests
-    use the seeds both cells finished (at least 2).
+    A cell with no finished run gets its row from `kept` ({(flagfile, overrides): an
+    earlier summary's row}, kept_rows) when that has figures per seed (marked "kept":
+    runs trained before tables kept their records), else a row with seeds 0 and no
+    figures; paired tests use the seeds both cells finished (at least 2).
     """
-    rows = [_cell_row(cell, per_seed.get(cell.name, {})) for cell in cells]
+    kept = kept or {}
+    rows = []
+    for cell in cells:
+        runs = per_seed.get(cell.name, {})
+        old = kept.get((cell.flagfile, json.dumps(dict(cell.overrides), sort_keys=True)))
+        if not runs and old and old.get("seed_list"):
+            row = {**old, "method": cell.method, "role": cell.role, "kept": True}
+            rows.append({k: v for k, v in row.items() if k != "tests"})
+        else:
+            rows.append(_cell_row(cell, runs))
     for backbone in {row["backbone"] for row in rows}:
         _compare([row for row in rows if row["backbone"] == backbone and row["seeds"]])
+    _compare_baselines([row for row in rows if row["seeds"]])
     return {"table": table, "rows": rows}
+
+
+def kept_rows(path: str) -> dict:
+    """{(flagfile, overrides as sorted JSON): row} of a table's earlier JSON (summarize's
+    `kept`); {} when there is none or it cannot be read."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        try:
+            rows = json.load(f).get("rows", [])
+        except (json.JSONDecodeError, AttributeError):
+            return {}
+    return {
+        (row["flagfile"], json.dumps(row.get("overrides", {}), sort_keys=True)): row
+        for row in rows
+        if isinstance(row, dict) and "flagfile" in row
+    }
+
+
+def _is_deterministic(results: dict) -> bool:
+    """Whether a run's model reads no seed (EASE): its one run stands for every seed."""
+    spec = FITTED.get(results.get("flags", {}).get("backbone", ""))
+    return spec is not None and spec.deterministic
 
 
 def _cell_row(cell: Cell, runs: dict) -> dict:
@@ -101,6 +140,7 @@ def _cell_row(cell: Cell, runs: dict) -> dict:
         seed_list=seeds,
         **_split_stats(runs, seeds, split),
         trained_on=sorted({trained_on(r) for r in runs.values()}),
+        deterministic=all(_is_deterministic(r) for r in runs.values()),
     )
     # A split whose test_id differs from test_ood (yelp2018.new) also reports the
     # in-distribution test, to set the OOD figures against.
@@ -144,6 +184,21 @@ def _compare(group: list[dict]) -> None:
                     row["shift"][split]["tests"] = _paired_tests(_on_split(row, split), on_split)
 
 
+def _compare_baselines(rows: list[dict]) -> None:
+    """Paired tests of each baseline row (a model outside the losses' comparison: EASE,
+    iALS) against AdvInfoNCE ("ours") and InfoNCE of every backbone, on the table's
+    split and on every shift split."""
+    anchors = {
+        f"vs_{r['backbone']}_{r['role']}": r for r in rows if r["role"] in ("ours", "infonce")
+    }
+    for row in (r for r in rows if r["role"] == "baseline"):
+        row["tests"] = _paired_tests(row, anchors)
+        for split in row.get("shift", {}):
+            if split != "valid":
+                on_split = {k: _on_split(r, split) for k, r in anchors.items()}
+                row["shift"][split]["tests"] = _paired_tests(_on_split(row, split), on_split)
+
+
 def _on_split(row: dict | None, split: str) -> dict | None:
     """`row` with its per-seed figures on shift split `split` (None: it has none)."""
     if row is None or split not in row.get("shift", {}):
@@ -156,16 +211,28 @@ def _paired_tests(row: dict, against: dict[str, dict | None]) -> dict:
     `row` against each other row over the seeds both finished (skipped under 2)."""
     tests = {}
     for label, other in against.items():
-        if other is None:
+        if other is None or (row.get("deterministic") and other.get("deterministic")):
             continue
         common = sorted(set(row["seed_list"]) & set(other["seed_list"]))
+        if row.get("deterministic"):  # one run for every seed: the other's seeds
+            common = other["seed_list"]
+        elif other.get("deterministic"):
+            common = row["seed_list"]
         if len(common) < 2:
             continue
         tests[label] = {"against": other["method"], "seeds": len(common)}
         for m in ("recall@20", "ndcg@20"):
-            pairs = [_at_seeds(r, m, common) for r in (row, other)]
+            pairs = [_values(r, m, common) for r in (row, other)]
             tests[label][m] = float(scipy.stats.ttest_rel(*pairs).pvalue)
     return tests
+
+
+def _values(row: dict, metric: str, seeds: list[int]) -> list[float]:
+    """A row's values of `metric` at `seeds`; a deterministic row's one value at each
+    (its paired test is then a one-sample t-test of the other row's seeds against it)."""
+    if row.get("deterministic"):
+        return [row["per_seed"][metric][0]] * len(seeds)
+    return _at_seeds(row, metric, seeds)
 
 
 def _distinct_tests(results: dict) -> bool:
@@ -268,6 +335,10 @@ def to_markdown(summary: dict, command: str) -> str:
     wanted = summary.get("seeds_requested")
     for row in summary["rows"]:
         seeds = f"{row['seeds']} of {wanted}" if wanted and row["seeds"] < wanted else row["seeds"]
+        if row.get("deterministic"):
+            seeds = f"{row['seeds']} (deterministic)"
+        elif row.get("kept"):
+            seeds = f"{row['seeds']} (kept)"
         if row["seeds"]:
             cols = [mean_std_text(row["mean"][m], row["std"][m]) for m in METRICS]
         else:
@@ -279,6 +350,13 @@ def to_markdown(summary: dict, command: str) -> str:
             f"| {row['backbone']} | {row['method']} | {seeds} | "
             f"{' | '.join(cols)} | {paper} | {imp_text} |"
         )
+    if any(row.get("kept") for row in summary["rows"]):
+        lines += [
+            "",
+            "(kept): the row's per-seed figures are this table's earlier ones, from runs "
+            "trained before tables kept their run records; they enter the paired tests "
+            "seed by seed.",
+        ]
     with_id = [row for row in summary["rows"] if "id_mean" in row]
     if with_id:
         lines += [
@@ -302,6 +380,12 @@ def to_markdown(summary: dict, command: str) -> str:
         else "Paired t-tests over seeds: none yet (they need 2 seeds of both cells).",
         "",
     ]
+    if any(row.get("deterministic") and row.get("tests") for row in summary["rows"]):
+        lines += [
+            "A deterministic model's one run stands for every seed: its tests are "
+            "one-sample t-tests of the other cell's seeds against its value.",
+            "",
+        ]
     for row in summary["rows"]:
         for label, test in row.get("tests", {}).items():
             lines.append(

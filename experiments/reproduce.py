@@ -22,7 +22,12 @@ writes the complete table (or run --report_only afterwards).
 
 TABLE.json also keeps every tabulated run's results.json ("runs"). With --published,
 those records count as finished runs where this machine has none, so a sweep can go on
-from a clean clone, or on a GPU host that trains only the runs still missing.
+from a clean clone, or on a GPU host that trains only the runs still missing; the
+records of every other table under --results count too, for the cells tables share
+(yahoo_baselines reuses yahoo_augmented's LightGCN runs); and a cell without any
+such run keeps its row's per-seed figures from TABLE.json (runs trained before tables
+kept their records: KuaiRec's, on an H100). A cell of a deterministic
+model (EASE) runs at seed 1 only: that run stands for every seed.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from advjax.train.config import config_differences, format_differences
 from advjax.train.multirun import train_runs
 from advjax.train.sinks import ProgressLines, print_flushed
 from experiments import cli
-from experiments.report import summarize, table_split, write_table
+from experiments.report import kept_rows, summarize, table_split, write_table
 from experiments.run import finished_results, read_flagfile
 from experiments.tables import TABLES, Cell
 
@@ -69,8 +74,9 @@ flags.DEFINE_bool(
     "published",
     False,
     "Also count the runs recorded in --results/TABLE.json (an earlier sweep's, maybe "
-    "from another machine) as finished where --runs has none, if their flags equal the "
-    "cell's configuration: they are re-reported, not retrained.",
+    "from another machine), and in the other tables' JSON there for the cells they "
+    "share, as finished where --runs has none, if their flags equal the cell's "
+    "configuration: they are re-reported, not retrained.",
 )
 flags.DEFINE_bool(
     "batch_seeds",
@@ -100,14 +106,29 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def sweep(cells: list[Cell], seeds: int, shard: tuple[int, int]) -> list[tuple[Cell, int, bool]]:
-    """Every (cell, seed) of the table, seed by seed, with whether this shard trains it.
+def deterministic(cell: Cell) -> bool:
+    """Whether the cell's model reads no seed (EASE: advjax/models/fitted.py), so that
+    one run is all its seeds (report.py tests the other cells' seeds against it)."""
+    spec = read_flagfile(cell.flagfile).fitted_spec
+    return spec is not None and spec.deterministic
+
+
+def sweep(
+    cells: list[Cell], seeds: int, shard: tuple[int, int], once: frozenset[str] = frozenset()
+) -> list[tuple[Cell, int, bool]]:
+    """Every (cell, seed) of the table, seed by seed, with whether this shard trains it;
+    the cells named in `once` (deterministic ones) at seed 1 only.
 
     Seed-major, so that a sweep stopped part way has whole seeds of every cell, which
     the paired tests can use, rather than all seeds of the first cells only.
     """
     index, count = shard
-    pairs = [(cell, seed) for seed in range(1, seeds + 1) for cell in cells]
+    pairs = [
+        (cell, seed)
+        for seed in range(1, seeds + 1)
+        for cell in cells
+        if seed == 1 or cell.name not in once
+    ]
     return [(cell, seed, k % count == index) for k, (cell, seed) in enumerate(pairs)]
 
 
@@ -213,6 +234,21 @@ def published_runs(path: str) -> dict[tuple[str, int], dict]:
     return published
 
 
+def every_published_run(results: str, table: str) -> dict[tuple[str, int], dict]:
+    """published_runs of every TABLE.json under `results`, `table`'s own winning where
+    two hold the same cell and seed (tables sharing a cell share its runs)."""
+    published = {}
+    own = f"{table}.json"
+    others = sorted(n for n in os.listdir(results) if n.endswith(".json") and n != own)
+    for name in others:
+        other, problem = read_json_object(os.path.join(results, name))
+        if not problem and isinstance(other.get("runs"), list) and "rows" in other:
+            published.update(published_runs(os.path.join(results, name)))
+    # The table's own records: an unreadable file is an error, not skipped.
+    published.update(published_runs(os.path.join(results, own)))
+    return published
+
+
 def run_records(cells: list[Cell], per_seed: dict) -> list[dict]:
     """Every tabulated run as {"cell", "seed", "results"} (results.json plus epochs_s),
     in table order: what --published reads back."""
@@ -309,17 +345,19 @@ def main(argv: list[str]) -> None:
     if FLAGS.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {FLAGS.seeds}")
     cells = _table_cells(FLAGS.table)
-    runs = sweep(cells, FLAGS.seeds, parse_shard(FLAGS.shard))
+    once = frozenset(cell.name for cell in cells if deterministic(cell))
+    runs = sweep(cells, FLAGS.seeds, parse_shard(FLAGS.shard), once)
     base = os.path.join(FLAGS.results, FLAGS.table)
-    published = published_runs(base + ".json") if FLAGS.published else {}
+    published = every_published_run(FLAGS.results, FLAGS.table) if FLAGS.published else {}
     if FLAGS.published:
-        print(f"{base}.json: {len(published)} published runs", flush=True)
+        print(f"{FLAGS.results}/*.json: {len(published)} published runs", flush=True)
     per_seed = _sweep_runs(runs, published)
     if FLAGS.report_only and not per_seed:
         # A wrong --runs must not overwrite a published table with empty rows.
         where = f"{FLAGS.runs} or {base}.json" if FLAGS.published else FLAGS.runs
         raise ConfigError(f"{where}: no finished run of table {FLAGS.table}; nothing written")
-    summary = summarize(FLAGS.table, cells, per_seed)
+    kept = kept_rows(base + ".json") if FLAGS.published else {}
+    summary = summarize(FLAGS.table, cells, per_seed, kept)
     summary.update(
         runs_s=sum(r["epochs_s"] for runs in per_seed.values() for r in runs.values()),
         seeds_requested=FLAGS.seeds,
