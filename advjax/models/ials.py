@@ -14,10 +14,11 @@ s_ui = w_u . h_i (user table W [U, d], item table H [I, d], d = --emb_dim) minim
 nu = 0 is Hu et al.'s plain lam; nu = 1 is Rendle et al.'s frequency-scaled
 regularisation. Rendle's own objective, a weight-1 fit to 1 on S plus a0 times the sum of
 s^2 over all pairs, is this one with c = 1 + a0 and w0 = a0 (so a row's total weight is
-his |I_u| + a0 |I|) but with target 1 / (1 + a0) in place of 1. Scaling the target by t
-scales W and H by sqrt(t) and lam by 1 / t, so his objective with lam ranks as this one
-with lam (1 + a0). The library `implicit`'s AlternatingLeastSquares(alpha=a,
-regularization=r) is this one with c = a (alpha = a - 1), w0 = 1, lam = r, nu = 0.
+his |I_u| + a0 |I|) but with target 1 / (1 + a0) in place of 1. With target t and lam
+the minimisers are sqrt(t) times those with target 1 and lam / t, so his objective with
+lam ranks items as this one with lam (1 + a0). The library `implicit`'s
+AlternatingLeastSquares(alpha=a, regularization=r) is this one with c = a
+(alpha = a - 1), w0 = 1, lam = r, nu = 0.
 
 A sweep is a user half-step then an item half-step. The user half-step solves, for
 every user at once,
@@ -25,7 +26,8 @@ every user at once,
   A_u w_u = b_u,  A_u = w0 HᵀH + (c - w0) sum_{i in I_u} h_i h_iᵀ + lam_u Id,
                   b_u = c sum_{i in I_u} h_i,
 
-the exact minimiser of L over W for fixed H (A_u is positive definite as w0, lam > 0);
+the exact minimiser of L over W for fixed H (A_u = sum_i C_ui h_i h_iᵀ + lam_u Id, every
+weight C_ui in {c, w0} positive, is positive definite);
 the item half-step is the same with the roles swapped. --ials_solver picks how:
 
   cholesky  exact. Rows in blocks of --ials_block; a block's A is assembled from the
@@ -47,7 +49,8 @@ References:
   Hu, Koren & Volinsky, "Collaborative Filtering for Implicit Feedback Datasets",
   ICDM 2008, eq. (3)-(4).
   Rendle, Krichene, Zhang & Koren, "Revisiting the Performance of iALS on Item
-  Recommendation Benchmarks", RecSys 2022, eq. (2)-(3) and Sec. 3.2 (regularisation).
+  Recommendation Benchmarks", RecSys 2022 (the unobserved weight a0 and the
+  frequency-scaled regularisation nu).
   Takács, Pilászy & Tikk, "Applications of the Conjugate Gradient Method for Implicit
   Feedback Collaborative Filtering", RecSys 2011.
 """
