@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import scipy.sparse
 from jax.scipy.linalg import cho_factor, cho_solve
 
 from advjax.models.fitted import FitData, Fitted
@@ -38,9 +40,21 @@ SETTINGS = (
 
 
 def gram(data: FitData, dtype=jnp.float32) -> jax.Array:
-    """[I, I] G = XᵀX: item co-occurrence counts (the diagonal: item degrees)."""
+    """[I, I] G = XᵀX: item co-occurrence counts (the diagonal: item degrees), as a dense
+    product on the device (the reference for host_gram; 2·U·I² multiply-adds)."""
     x = data.dense(dtype)
     return jnp.matmul(x.T, x, precision=jax.lax.Precision.HIGHEST)
+
+
+def host_gram(data: FitData) -> np.ndarray:
+    """float32 [I, I] G = XᵀX as SciPy's sparse product on the host: Σ_u |I_u|²
+    multiply-adds instead of the dense 2·U·I² (Yahoo!R3: 0.05 s against 0.3 s for the
+    dense product on this CPU; KuaiRec: 3.4 s against about 30 s). Counts are exact
+    integers in float32 below 2^24."""
+    users, items = np.asarray(data.entry_users), np.asarray(data.entry_items)
+    ones = np.ones(users.shape[0], np.float32)
+    x = scipy.sparse.csr_matrix((ones, (users, items)), shape=(data.n_users, data.n_items))
+    return (x.T @ x).toarray()
 
 
 def item_item(g: jax.Array, l2: float) -> jax.Array:
@@ -67,15 +81,14 @@ def init(cfg, key: jax.Array, data: FitData) -> dict:
     return {}
 
 
-@jax.jit
-def _solve(data: FitData, l2: jax.Array) -> jax.Array:
-    return item_item(gram(data), l2)
+_item_item = jax.jit(item_item)
 
 
 def sweep(cfg, params: dict, data: FitData) -> tuple[dict, dict]:
-    """The closed-form fit: {"item_item": B [I, I]}, and B's size as its statistic (the
-    objective would cost another U x I x I product)."""
-    b = _solve(data, jnp.float32(cfg.ease_l2))
+    """The closed-form fit: {"item_item": B [I, I]} (the Gram matrix on the host, the
+    solve on the device), and B's size as its statistic (the objective would cost
+    another U x I x I product)."""
+    b = _item_item(jnp.asarray(host_gram(data)), jnp.float32(cfg.ease_l2))
     return {"item_item": b}, {"mean_abs_weight": jnp.mean(jnp.abs(b))}
 
 

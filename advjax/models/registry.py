@@ -16,12 +16,13 @@ from advjax.errors import ConfigError
 from advjax.models.backbone import Backbone
 from advjax.models.ease import MODEL as EASE
 from advjax.models.fitted import Fitted
+from advjax.models.ials import MODEL as IALS
 from advjax.models.lightgcn import BACKBONE as LIGHTGCN
 from advjax.models.mf import BACKBONE as MF
 from advjax.settings import Setting, merged_settings
 
 _SPECS = (MF, LIGHTGCN)
-_FITTED = (EASE,)
+_FITTED = (EASE, IALS)
 
 BACKBONES: dict[str, Backbone] = {spec.name: spec for spec in _SPECS}
 FITTED: dict[str, Fitted] = {spec.name: spec for spec in _FITTED}

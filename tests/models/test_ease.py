@@ -65,6 +65,13 @@ def test_b_is_a_stationary_point_of_the_constrained_objective_float64():
     assert float(worse) > 0
 
 
+def test_the_host_gram_is_the_dense_product():
+    x, train = _tiny(seed=3)
+    data = fit_data(train, x.shape[1])
+    np.testing.assert_array_equal(ease.host_gram(data), x.T @ x)
+    np.testing.assert_array_equal(np.asarray(ease.gram(data)), x.T @ x)
+
+
 def test_fit_data_holds_the_matrix_both_ways_round():
     x, train = _tiny(seed=2)
     data = fit_data(train, x.shape[1])

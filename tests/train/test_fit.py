@@ -60,3 +60,29 @@ def test_a_fitted_model_refuses_the_settings_of_sgd_training():
     with pytest.raises(ConfigError, match=r"--mesh trains SGD backbones"):
         train_and_evaluate(TrainConfig(backbone="ease"), mesh="auto", log=lambda line: None)
     assert np.isclose(TrainConfig(backbone="ease").ease_l2, 500.0)
+
+
+def test_an_ials_fit_validates_every_eval_every_sweeps_and_stops_on_patience(tmp_path):
+    cfg = TrainConfig(
+        backbone="ials", ials_alpha=1000.0, ials_reg=1000.0, eval_every=2, patience=2,
+        max_epochs=40,
+    )  # fmt: skip
+    results = train_and_evaluate(cfg, str(tmp_path), log=lambda line: None)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    sweeps = [r for r in records if "final" not in r]
+    validated = [r["epoch"] for r in sweeps if "valid/recall@20" in r]
+    assert validated == list(range(2, len(sweeps) + 1, 2))
+    losses = [r["loss"] for r in sweeps]
+    assert all(b <= a * (1 + 1e-6) for a, b in zip(losses, losses[1:], strict=False))
+    best = max(validated, key=lambda e: sweeps[e - 1]["valid/recall@20"])
+    assert results["best_epoch"] == best
+    # Stopped by patience: the last two validations did not beat the best, before 40.
+    assert len(sweeps) < 40 and validated[-2:] == [best + 2, best + 4]
+    again = train_and_evaluate(cfg, str(tmp_path), test_only=True, log=lambda line: None)
+    assert again["test_ood"] == results["test_ood"] and again["best_epoch"] == best
+
+
+def test_ials_seeds_are_different_runs():
+    cfgs = [TrainConfig(backbone="ials", max_epochs=3, eval_every=3, seed=s) for s in (1, 2)]
+    first, second = train_runs(cfgs, [None, None], log=lambda line: None)
+    assert first["valid"] != second["valid"]
