@@ -76,10 +76,10 @@ def _mean_std(values: dict[str, np.ndarray]) -> dict:
 def summarize(table: str, cells: list[Cell], per_seed: dict, kept: dict | None = None) -> dict:
     """Means, stds, improvements and paired tests from {cell name: {seed: results}}.
 
-    A cell with no finished run gets its row from `kept` ({(flagfile, overrides): an
-    earlier summary's row}, kept_rows) when that has figures per seed (marked "kept":
-    runs trained before tables kept their records), else a row with seeds 0 and no
-    figures; paired tests use the seeds both cells finished (at least 2).
+    A cell with no finished run gets its row from `kept` ({(flagfile, overrides): a
+    published table's row}, kept_rows) when there is one (marked "kept": runs trained
+    before tables kept their records), else a row with seeds 0 and no figures; paired
+    tests use the seeds both cells finished (at least 2).
     """
     kept = kept or {}
     rows = []
@@ -97,21 +97,23 @@ def summarize(table: str, cells: list[Cell], per_seed: dict, kept: dict | None =
     return {"table": table, "rows": rows}
 
 
-def kept_rows(path: str) -> dict:
-    """{(flagfile, overrides as sorted JSON): row} of a table's earlier JSON (summarize's
-    `kept`); {} when there is none or it cannot be read."""
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        try:
-            rows = json.load(f).get("rows", [])
-        except (json.JSONDecodeError, AttributeError):
-            return {}
-    return {
-        (row["flagfile"], json.dumps(row.get("overrides", {}), sort_keys=True)): row
-        for row in rows
-        if isinstance(row, dict) and "flagfile" in row
-    }
+def kept_rows(results: str, table: str) -> dict:
+    """{(flagfile, overrides as sorted JSON): row} of the tables' JSON under `results`
+    (summarize's `kept`), `table`'s own winning where two hold the same cell; a file
+    that cannot be read as a table is passed over."""
+    kept = {}
+    own = f"{table}.json"
+    names = sorted(n for n in os.listdir(results) if n.endswith(".json") and n != own)
+    for name in [*names, *([own] if os.path.exists(os.path.join(results, own)) else [])]:
+        with open(os.path.join(results, name)) as f:
+            try:
+                rows = json.load(f).get("rows", [])
+            except (json.JSONDecodeError, AttributeError):
+                continue
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, dict) and "flagfile" in row and row.get("seed_list"):
+                kept[(row["flagfile"], json.dumps(row.get("overrides", {}), sort_keys=True))] = row
+    return kept
 
 
 def _is_deterministic(results: dict) -> bool:
@@ -353,9 +355,9 @@ def to_markdown(summary: dict, command: str) -> str:
     if any(row.get("kept") for row in summary["rows"]):
         lines += [
             "",
-            "(kept): the row's per-seed figures are this table's earlier ones, from runs "
-            "trained before tables kept their run records; they enter the paired tests "
-            "seed by seed.",
+            "(kept): the row's per-seed figures are a published table's (results/*.json) "
+            "for the same flagfile, from runs trained before tables kept their run "
+            "records; they enter the paired tests seed by seed.",
         ]
     with_id = [row for row in summary["rows"] if "id_mean" in row]
     if with_id:

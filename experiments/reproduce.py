@@ -25,9 +25,9 @@ those records count as finished runs where this machine has none, so a sweep can
 from a clean clone, or on a GPU host that trains only the runs still missing; the
 records of every other table under --results count too, for the cells tables share
 (yahoo_baselines reuses yahoo_augmented's LightGCN runs); and a cell without any
-such run keeps its row's per-seed figures from TABLE.json (runs trained before tables
-kept their records: KuaiRec's, on an H100). A cell of a deterministic
-model (EASE) runs at seed 1 only: that run stands for every seed.
+such run keeps a published table's per-seed figures for its flagfile (runs trained
+before tables kept their records: KuaiRec's on an H100, Yahoo!R3's MF rows). A cell
+of a deterministic model (EASE) runs at seed 1 only: that run stands for every seed.
 """
 
 from __future__ import annotations
@@ -356,7 +356,7 @@ def main(argv: list[str]) -> None:
         # A wrong --runs must not overwrite a published table with empty rows.
         where = f"{FLAGS.runs} or {base}.json" if FLAGS.published else FLAGS.runs
         raise ConfigError(f"{where}: no finished run of table {FLAGS.table}; nothing written")
-    kept = kept_rows(base + ".json") if FLAGS.published else {}
+    kept = kept_rows(FLAGS.results, FLAGS.table) if FLAGS.published else {}
     summary = summarize(FLAGS.table, cells, per_seed, kept)
     summary.update(
         runs_s=sum(r["epochs_s"] for runs in per_seed.values() for r in runs.values()),

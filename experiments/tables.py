@@ -228,7 +228,8 @@ TABLES: dict[str, list[Cell]] = {
     # The baselines' flagfiles name the shifted split themselves: searched on its
     # validation set, unlike the losses' cells (issue 37).
     "yahoo_popshift": [
-        *_popshift_table("yahoo", YAHOO_POPSHIFT), *_baseline_cells("yahoo_popshift")
+        *_popshift_table("yahoo", YAHOO_POPSHIFT),
+        *_baseline_cells("yahoo_popshift"),
     ],
     # kuairec2's train split is rebuilt from public sources (results/kuairec.notes.md).
     # Its LightGCN rows are kept from the H100 runs' per-seed figures (reproduce.py).

@@ -144,8 +144,7 @@ class _RunSettings:
     def __post_init__(self):
         if self.backbone and self.backbone not in {**BACKBONES, **FITTED}:
             raise ConfigError(
-                f"unknown backbone {self.backbone!r}; choose one of "
-                f"{(*BACKBONES, *FITTED)}"
+                f"unknown backbone {self.backbone!r}; choose one of {(*BACKBONES, *FITTED)}"
             )
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {tuple(LOSSES)}")

@@ -40,7 +40,6 @@ from advjax.train.early_stopping import EarlyStopping
 from advjax.train.track import results_record
 
 
-
 def _size(n_bytes: float) -> str:
     """2.41 GiB, 13.6 MiB."""
     return f"{n_bytes / 2**30:.2f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"

@@ -95,9 +95,7 @@ def test_fitted_on_coat_its_scores_are_x_times_b_and_seeds_change_nothing():
     chex.assert_shape(b, (split.n_items, split.n_items))
     users, items = ease.represent(cfg, params, data)
     x = np.asarray(data.dense())
-    np.testing.assert_allclose(
-        np.asarray(users @ items.T), x @ np.asarray(b), rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(np.asarray(users @ items.T), x @ np.asarray(b), rtol=1e-5, atol=1e-6)
     again, _ = ease.sweep(cfg, {}, data)
     np.testing.assert_array_equal(np.asarray(again["item_item"]), np.asarray(b))
     assert ease.MODEL.deterministic and not ease.MODEL.iterative

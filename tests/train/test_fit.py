@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from advjax.errors import ConfigError
-from advjax.train import TrainConfig, train_and_evaluate
-from advjax.train import fit
+from advjax.train import TrainConfig, fit, train_and_evaluate
 from advjax.train.multirun import train_runs
 
 
