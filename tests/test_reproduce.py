@@ -31,8 +31,12 @@ def test_every_written_table_flagfile_parses():
     assert len(written) >= 12
     for cell in written:
         cfg = reproduce.read_flagfile(cell.flagfile)
-        # An augmented cell's file names its augmentation (the loss is InfoNCE under it).
+        # An augmented cell's file names its augmentation (the loss is InfoNCE under it),
+        # a fitted model's its model (it has no loss).
         named = cfg.loss if cfg.augment == "none" else cfg.augment
+        if cfg.fitted_spec is not None:
+            named = cfg.backbone
+            assert cell.role == "baseline" and cell.backbone == cfg.backbone
         assert named in cell.flagfile or named.replace("_", "") in cell.flagfile
 
 
@@ -439,6 +443,77 @@ def test_shards_split_the_sweep_once_each():
     for bad in ("2/2", "-1/2", "1", "a/b", "0/0"):
         with pytest.raises(ConfigError, match="--shard"):
             reproduce.parse_shard(bad)
+
+
+def test_a_deterministic_cell_runs_once_and_its_tests_are_one_sample():
+    cells = [Cell("mf", m, f"{m}.flags") for m in ("a", "b")]
+    order = [(c.name, s) for c, s, _ in reproduce.sweep(cells, 3, (0, 1), frozenset({"b"}))]
+    assert order == [("a", 1), ("b", 1), ("a", 2), ("a", 3)]
+    assert reproduce.deterministic(Cell("ease", "EASE", "experiments/configs/coat_ease.flags"))
+    assert not reproduce.deterministic(Cell("ials", "iALS", "experiments/configs/coat_ials.flags"))
+    cells = [
+        Cell("lightgcn", "InfoNCE", "a.flags", None, "infonce"),
+        Cell("lightgcn", "AdvInfoNCE", "d.flags", None, "ours"),
+        Cell("mf", "AdvInfoNCE", "e.flags", None, "ours"),
+        Cell("ease", "EASE", "b.flags", None, "baseline"),
+    ]
+    recalls = {"a": [0.20, 0.22, 0.21], "d": [0.25, 0.26, 0.28], "e": [0.24, 0.2, 0.27]}
+    per_seed = {
+        f"{k}": {s: _results(r, r / 2) for s, r in enumerate(v, 1)} for k, v in recalls.items()
+    }
+    ease = _results(0.23, 0.1)
+    ease["flags"] = {"backbone": "ease"}
+    per_seed["b"] = {1: ease}
+    summary = report.summarize("toy", cells, per_seed)
+    rows = {(r["backbone"], r["method"]): r for r in summary["rows"]}
+    baseline = rows["ease", "EASE"]
+    assert baseline["deterministic"] and baseline["seeds"] == 1
+    assert set(baseline["tests"]) == {"vs_lightgcn_infonce", "vs_lightgcn_ours", "vs_mf_ours"}
+    for label, key in [("vs_lightgcn_ours", "d"), ("vs_mf_ours", "e")]:
+        expected = scipy.stats.ttest_1samp(np.array(recalls[key]) - 0.23, 0.0).pvalue
+        assert baseline["tests"][label]["recall@20"] == pytest.approx(expected)
+        assert baseline["tests"][label]["seeds"] == 3
+    # A baseline is no rival loss: AdvInfoNCE's strongest rival is not EASE.
+    assert "vs_strongest_rival" not in rows["lightgcn", "AdvInfoNCE"]["tests"]
+    summary.update(commit="abc", machine="cpu", wall_s=1.0, runs_s=1.0, seeds_requested=3)
+    text = report.to_markdown(summary, "cmd")
+    assert "| ease | EASE | 1 (deterministic) | 0.2300 ± 0.0000 |" in text
+    assert "one-sample t-tests of the other cell's seeds against its value" in text
+
+
+def test_a_cell_without_runs_keeps_a_published_tables_row(tmp_path):
+    cells = [
+        Cell("mf", "InfoNCE", "a.flags", None, "infonce"),
+        Cell("ials", "iALS", "b.flags", None, "baseline"),
+    ]
+    old = report.summarize("old", cells[:1], {"a": {s: _results(r, r / 2) for s, r in
+                                                     enumerate([0.2, 0.22, 0.21], 1)}})  # fmt: skip
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "bench.json").write_text(json.dumps({"not": "a table"}))
+    kept = report.kept_rows(str(tmp_path), "new")
+    assert list(kept) == [("a.flags", "{}")]
+    per_seed = {"b": {s: _results(r, r / 2) for s, r in enumerate([0.25, 0.26, 0.24], 1)}}
+    summary = report.summarize("new", cells, per_seed, kept)
+    infonce = summary["rows"][0]
+    assert infonce["kept"] and infonce["per_seed"]["recall@20"] == [0.2, 0.22, 0.21]
+    expected = scipy.stats.ttest_rel([0.25, 0.26, 0.24], [0.2, 0.22, 0.21]).pvalue
+    assert summary["rows"][1]["tests"]["vs_mf_infonce"]["recall@20"] == pytest.approx(expected)
+    summary.update(commit="abc", machine="cpu", wall_s=1.0, runs_s=1.0)
+    assert "| mf | InfoNCE | 3 (kept) |" in report.to_markdown(summary, "cmd")
+
+
+def test_published_runs_of_every_table_count_the_tables_own_first(tmp_path):
+    cell = TABLES["coat"][0]
+    mine, theirs = _run_of(cell, 1, 0.3), _run_of(cell, 1, 0.2)
+    other = _run_of(cell, 2, 0.25)
+    (tmp_path / "coat.json").write_text(
+        json.dumps({"rows": [], "runs": reproduce.run_records([cell], {cell.name: {1: mine}})})
+    )
+    (tmp_path / "coat_x.json").write_text(json.dumps({"rows": [], "runs": reproduce.run_records(
+        [cell], {cell.name: {1: theirs, 2: other}})}))  # fmt: skip
+    (tmp_path / "record.json").write_text(json.dumps({"cells": []}))  # a benchmark's record
+    published = reproduce.every_published_run(str(tmp_path), "coat")
+    assert published == {(cell.name, 1): mine, (cell.name, 2): other}
 
 
 def test_training_order_groups_a_cells_seeds_of_this_shard():
