@@ -9,7 +9,9 @@ its runs as any other. What the SGD loop's notions become here:
   --max_epochs   the most sweeps; --eval_every: sweeps between validations;
   --patience     validations without a better valid Recall@20 before stopping
                  (an iterative solver only; EASE fits once and reads none of the three);
-  adversary, batches, negatives, the loss: none (TrainConfig refuses their settings).
+  adversary, batches, negatives, the loss: none (TrainConfig refuses their settings);
+                 nor SPEC §7's diagnostics (they read cosine-trained representations).
+  --log_test     as for SGD runs: every test split at each validation, for curves.
 
 Checkpoints: the best sweep's parameters go to the workdir's `best/` (what
 `--test_only` evaluates); there are no state checkpoints, since a fit takes seconds to
@@ -129,8 +131,10 @@ def fit_events(
         seconds = time.perf_counter() - tick
         check_finite(stats, f"in sweep {epoch}")
         yield events.EpochTrained(epoch, stats, seconds, data.train.nnz / seconds, epoch)
-        if has_valid and (epoch % cfg.eval_every == 0 or epoch == sweeps):
-            valid = evaluators["valid"].evaluate(trained(cfg, params, matrix), cfg.ks)
+        due = epoch % cfg.eval_every == 0 or epoch == sweeps
+        model = trained(cfg, params, matrix) if due else None
+        if has_valid and due:
+            valid = evaluators["valid"].evaluate(model, cfg.ks)
             check_finite(valid, f"in validation after sweep {epoch}")
             stopping = stopping.update(epoch, valid[SELECTION_METRIC])
             improved = stopping.improved_at(epoch)
@@ -140,6 +144,9 @@ def fit_events(
                 if ckpt:
                     ckpt.save_best(epoch, best_params)
                     yield events.CheckpointSaved(epoch, "best")
+        if cfg.log_test and due:
+            tests = {n: ev.evaluate(model, cfg.ks) for n, ev in evaluators.items() if n != "valid"}
+            yield events.TestCurves(epoch, tests)
         stop_epoch = stopping.stop_epoch(epoch) if has_valid and spec.iterative else None
         yield events.EpochEnd(epoch, time.perf_counter() - tick, stop_epoch, sweeps)
         if has_valid and spec.iterative and stopping.stopped:

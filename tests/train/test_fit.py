@@ -82,6 +82,16 @@ def test_an_ials_fit_validates_every_eval_every_sweeps_and_stops_on_patience(tmp
 
 
 def test_ials_seeds_are_different_runs():
-    cfgs = [TrainConfig(backbone="ials", max_epochs=3, eval_every=3, seed=s) for s in (1, 2)]
-    first, second = train_runs(cfgs, [None, None], log=lambda line: None)
+    cfgs = [
+        TrainConfig(backbone="ials", max_epochs=3, eval_every=3, seed=s, log_test=True)
+        for s in (1, 2)
+    ]
+    lines = []
+    first, second = train_runs(cfgs, [None, None], log=lines.append)
     assert first["valid"] != second["valid"]
+    # --log_test: the test splits at each validation, here only the last sweep's.
+    curves = [line for line in lines if "test_ood recall@20" in line]
+    assert (
+        len(curves) == 2
+        and f"test_ood recall@20 {first['test_ood']['recall@20']:.4f}" in (curves[0])
+    )
