@@ -26,7 +26,8 @@ compiled code or warm cache is shared), the systems alternating within a repetit
                     at the LightGCN flagfile's emb_dim, n_layers, eval_every (RecBole's
                     eval_step), patience (stopping_step) and max_epochs. Where that
                     interpreter or RecBole is missing or fails, its rows say
-                    "not run: <reason>" and the benchmark goes on.
+                    "not run: <reason>" and the benchmark goes on (so do implicit's
+                    rows where implicit is not installed).
   ials, ease, mf_infonce, lightgcn_infonce
                     advjax from experiments/configs/{--configs}_{system}.flags
                     (--flagfiles=SYSTEM:PATH names another), read when the child starts.
@@ -69,6 +70,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import importlib.metadata
+import importlib.util
 import json
 import os
 import pathlib
@@ -533,6 +535,8 @@ def spawn_system(system: str, seed: int) -> dict:
     """One system fitted in a fresh process: its record, or {"error"} / {"not_run"}."""
     if system == "recbole_lightgcn":
         return spawn_recbole(seed)
+    if SYSTEMS[system].library == "implicit" and importlib.util.find_spec("implicit") is None:
+        return {"not_run": "implicit is not installed (pip install -e '.[peers]')"}
     if system == "implicit_als":
         try:
             implicit_als_settings(system_config(system))
