@@ -95,3 +95,17 @@ def test_ials_seeds_are_different_runs():
         len(curves) == 2
         and f"test_ood recall@20 {first['test_ood']['recall@20']:.4f}" in (curves[0])
     )
+
+
+def test_every_fitted_model_builds_a_valid_config_of_its_own():
+    from advjax.models import registry
+
+    assert set(registry.FITTED) == {"ease", "ials"}
+    for name, spec in registry.FITTED.items():
+        cfg = TrainConfig(backbone=name)
+        assert cfg.fitted_spec is spec and cfg.model_spec is spec and cfg.slug == name
+        assert spec.scoring == "dot" and spec.label(cfg)
+        for setting in spec.settings:
+            assert setting.help and setting.check(setting.default) is None
+        with pytest.raises(ConfigError, match=f"--backbone={name} is fitted by its own solver"):
+            _ = cfg.backbone_spec
