@@ -234,6 +234,28 @@ def published_runs(path: str) -> dict[tuple[str, int], dict]:
     return published
 
 
+def keep_published_rows(
+    runs: list[tuple[Cell, int, bool]], kept: dict, published: dict, root: str
+) -> list[tuple[Cell, int, bool]]:
+    """The sweep with the cells that keep a published row (kept_rows: per-seed figures
+    without run records) trained by no shard, unless some run of theirs is here or
+    published (then the runs are the row, and the missing ones train as usual). `root`:
+    --runs, where a cell's workdirs are."""
+    names = {c.name for c, _, _ in runs}
+    own_runs = {name for name, _ in published} | {
+        c.name for c, s, _ in runs if os.path.exists(os.path.join(root, c.name, f"seed{s}"))
+    }
+    keeps = {
+        c.name
+        for c, _, _ in runs
+        if (c.flagfile, json.dumps(dict(c.overrides), sort_keys=True)) in kept
+        and c.name not in own_runs
+    }
+    for name in sorted(keeps & names):
+        print(f"{name}: its published row is kept (no run records to resume from)", flush=True)
+    return [(c, s, ours and c.name not in keeps) for c, s, ours in runs]
+
+
 def every_published_run(results: str, table: str) -> dict[tuple[str, int], dict]:
     """published_runs of every TABLE.json under `results`, `table`'s own winning where
     two hold the same cell and seed (tables sharing a cell share its runs)."""
@@ -349,14 +371,15 @@ def main(argv: list[str]) -> None:
     runs = sweep(cells, FLAGS.seeds, parse_shard(FLAGS.shard), once)
     base = os.path.join(FLAGS.results, FLAGS.table)
     published = every_published_run(FLAGS.results, FLAGS.table) if FLAGS.published else {}
+    kept = kept_rows(FLAGS.results, FLAGS.table) if FLAGS.published else {}
     if FLAGS.published:
         print(f"{FLAGS.results}/*.json: {len(published)} published runs", flush=True)
+        runs = keep_published_rows(runs, kept, published, FLAGS.runs)
     per_seed = _sweep_runs(runs, published)
     if FLAGS.report_only and not per_seed:
         # A wrong --runs must not overwrite a published table with empty rows.
         where = f"{FLAGS.runs} or {base}.json" if FLAGS.published else FLAGS.runs
         raise ConfigError(f"{where}: no finished run of table {FLAGS.table}; nothing written")
-    kept = kept_rows(FLAGS.results, FLAGS.table) if FLAGS.published else {}
     summary = summarize(FLAGS.table, cells, per_seed, kept)
     summary.update(
         runs_s=sum(r["epochs_s"] for runs in per_seed.values() for r in runs.values()),

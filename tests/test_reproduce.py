@@ -502,6 +502,17 @@ def test_a_cell_without_runs_keeps_a_published_tables_row(tmp_path):
     assert "| mf | InfoNCE | 3 (kept) |" in report.to_markdown(summary, "cmd")
 
 
+def test_a_kept_row_is_not_trained_unless_it_has_runs(tmp_path):
+    cells = [Cell("mf", m, f"{m}.flags") for m in ("a", "b", "c")]
+    runs = reproduce.sweep(cells, 2, (0, 1))
+    kept = {(f"{m}.flags", "{}"): {"seed_list": [1, 2]} for m in ("a", "b", "c")}
+    published = {("b", 1): {}}  # b has a published run record: its runs are the row
+    (tmp_path / "c" / "seed2").mkdir(parents=True)  # c has a workdir here
+    trained = reproduce.keep_published_rows(runs, kept, published, str(tmp_path))
+    assert [(c.name, s) for c, s, ours in trained if ours] == [("b", 1), ("c", 1), ("b", 2),
+                                                               ("c", 2)]  # fmt: skip
+
+
 def test_published_runs_of_every_table_count_the_tables_own_first(tmp_path):
     cell = TABLES["coat"][0]
     mine, theirs = _run_of(cell, 1, 0.3), _run_of(cell, 1, 0.2)
