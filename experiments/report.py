@@ -85,7 +85,7 @@ def summarize(table: str, cells: list[Cell], per_seed: dict, kept: dict | None =
     rows = []
     for cell in cells:
         runs = per_seed.get(cell.name, {})
-        old = kept.get((cell.flagfile, json.dumps(dict(cell.overrides), sort_keys=True)))
+        old = kept.get(row_key(cell.flagfile, dict(cell.overrides)))
         if not runs and old and old.get("seed_list"):
             row = {**old, "method": cell.method, "role": cell.role, "kept": True}
             rows.append({k: v for k, v in row.items() if k != "tests"})
@@ -95,6 +95,11 @@ def summarize(table: str, cells: list[Cell], per_seed: dict, kept: dict | None =
         _compare([row for row in rows if row["backbone"] == backbone and row["seeds"]])
     _compare_baselines([row for row in rows if row["seeds"]])
     return {"table": table, "rows": rows}
+
+
+def row_key(flagfile: str, overrides: dict) -> tuple[str, str]:
+    """A table row's identity across tables: its flagfile and overrides (kept_rows)."""
+    return flagfile, json.dumps(overrides, sort_keys=True)
 
 
 def kept_rows(results: str, table: str) -> dict:
@@ -112,7 +117,7 @@ def kept_rows(results: str, table: str) -> dict:
                 continue
         for row in rows if isinstance(rows, list) else []:
             if isinstance(row, dict) and "flagfile" in row and row.get("seed_list"):
-                kept[(row["flagfile"], json.dumps(row.get("overrides", {}), sort_keys=True))] = row
+                kept[row_key(row["flagfile"], row.get("overrides", {}))] = row
     return kept
 
 

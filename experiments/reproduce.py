@@ -49,7 +49,7 @@ from advjax.train.config import config_differences, format_differences
 from advjax.train.multirun import train_runs
 from advjax.train.sinks import ProgressLines, print_flushed
 from experiments import cli
-from experiments.report import kept_rows, summarize, table_split, write_table
+from experiments.report import kept_rows, row_key, summarize, table_split, write_table
 from experiments.run import finished_results, read_flagfile
 from experiments.tables import TABLES, Cell
 
@@ -241,17 +241,15 @@ def keep_published_rows(
     without run records) trained by no shard, unless some run of theirs is here or
     published (then the runs are the row, and the missing ones train as usual). `root`:
     --runs, where a cell's workdirs are."""
-    names = {c.name for c, _, _ in runs}
     own_runs = {name for name, _ in published} | {
         c.name for c, s, _ in runs if os.path.exists(os.path.join(root, c.name, f"seed{s}"))
     }
     keeps = {
         c.name
         for c, _, _ in runs
-        if (c.flagfile, json.dumps(dict(c.overrides), sort_keys=True)) in kept
-        and c.name not in own_runs
+        if row_key(c.flagfile, dict(c.overrides)) in kept and c.name not in own_runs
     }
-    for name in sorted(keeps & names):
+    for name in sorted(keeps):
         print(f"{name}: its published row is kept (no run records to resume from)", flush=True)
     return [(c, s, ours and c.name not in keeps) for c, s, ours in runs]
 

@@ -46,7 +46,8 @@ from advjax.settings import Setting
 SCORINGS = ("cosine", "dot")
 
 
-def _nothing_wrong(cfg) -> str | None:
+def nothing_wrong(cfg) -> str | None:
+    """A spec's default `check`: every configuration of it is valid."""
     return None
 
 
@@ -83,7 +84,7 @@ class Backbone:
     slug: Callable[[Any], str]
     claims_legacy: Callable[[dict], bool] = lambda saved: False
     settings: tuple[Setting, ...] = ()
-    check: Callable[[Any], str | None] = _nothing_wrong
+    check: Callable[[Any], str | None] = nothing_wrong
     prepare_graph: Callable | None = None
     rows: Callable | None = None
     depth: Callable[[Any], int] | None = None

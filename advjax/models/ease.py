@@ -11,8 +11,8 @@ representations the columns of B: users [U, I] = X, items [I, I] = Bᵀ.
 
 A fitted model (advjax/models/fitted.py), one-shot and deterministic: `--backbone=ease`
 fits once (--max_epochs, --patience, --eval_every and --seed are not read), its only
-setting is λ (`--ease_l2`), chosen on validation. The fit holds X, G's Cholesky factor,
-P and B: about U·I + 3·I² floats, so it is refused up front where a dense item × item
+setting is λ (`--ease_l2`), chosen on validation. The fit holds X, G + λI, its Cholesky
+factor, P and B: about U·I + 4·I² floats, so it is refused up front where a dense item × item
 matrix does not fit (`bytes_needed`; advjax/train/fit.py says what it would need).
 """
 

@@ -44,6 +44,7 @@ import numpy as np
 from flax import struct
 
 from advjax.data.interactions import Interactions
+from advjax.models.backbone import nothing_wrong
 from advjax.settings import Setting
 
 
@@ -104,10 +105,6 @@ def fit_data(train: Interactions, n_items: int) -> FitData:
     )
 
 
-def _nothing_wrong(cfg) -> str | None:
-    return None
-
-
 @dataclasses.dataclass(frozen=True)
 class Fitted:
     """A fitted model as the fit loop sees it (see the module docstring)."""
@@ -122,5 +119,5 @@ class Fitted:
     iterative: bool
     deterministic: bool
     settings: tuple[Setting, ...] = ()
-    check: Callable[[Any], str | None] = _nothing_wrong
+    check: Callable[[Any], str | None] = nothing_wrong
     scoring: str = "dot"

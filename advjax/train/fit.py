@@ -123,7 +123,7 @@ def fit_events(
     stopping = EarlyStopping(patience=cfg.patience, eval_every=cfg.eval_every)
     has_valid = "valid" in evaluators
     params = spec.init(cfg, streams.init_keys(cfg.seed)["cf_params"], matrix)
-    best_params, epoch = None, 0
+    best_model, epoch = None, 0
     for epoch in range(1, sweeps + 1):
         tick = time.perf_counter()
         params, stats = spec.sweep(cfg, params, matrix)
@@ -140,9 +140,9 @@ def fit_events(
             improved = stopping.improved_at(epoch)
             yield events.Validation(epoch, valid, improved)
             if improved:
-                best_params = jax.device_get(params)
+                best_model = model  # the report evaluates it again, on every split
                 if ckpt:
-                    ckpt.save_best(epoch, best_params)
+                    ckpt.save_best(epoch, jax.device_get(params))
                     yield events.CheckpointSaved(epoch, "best")
         if cfg.log_test and due:
             tests = {n: ev.evaluate(model, cfg.ks) for n, ev in evaluators.items() if n != "valid"}
@@ -152,11 +152,10 @@ def fit_events(
         if has_valid and spec.iterative and stopping.stopped:
             yield events.EarlyStopped(epoch, cfg.patience, SELECTION_METRIC)
             break
-    best_epoch = stopping.best_epoch if best_params is not None else epoch
-    if best_params is None:  # no validation split: the last sweep
-        best_params = jax.device_get(params)
-    model = trained(cfg, best_params, matrix)
-    metrics = {name: ev.evaluate(model, cfg.ks) for name, ev in evaluators.items()}
+    best_epoch = stopping.best_epoch if best_model is not None else epoch
+    if best_model is None:  # no validation split: the last sweep
+        best_model = trained(cfg, params, matrix)
+    metrics = {name: ev.evaluate(best_model, cfg.ks) for name, ev in evaluators.items()}
     for name, values in metrics.items():
         check_finite(values, f"in the final {name} evaluation")
     if ckpt:
