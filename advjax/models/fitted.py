@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +46,58 @@ from flax import struct
 from advjax.data.interactions import Interactions
 from advjax.models.backbone import nothing_wrong
 from advjax.settings import Setting
+
+
+class PaddedRows(NamedTuple):
+    """The rows whose degree lies in (the previous size, K], each row's columns padded to K.
+
+    Attributes:
+      rows: int32 [n] the rows, ascending.
+      cols: int32 [n, K] each row's columns, ascending, then the padding index (the other
+        side's size: one past its last row, so a gather from the other side's table with a
+        zero row appended reads zeros there).
+    """
+
+    rows: jax.Array
+    cols: jax.Array
+
+
+def padded_sizes(max_degree: int) -> list[int]:
+    """The widths K of the padded blocks: round(2 ** (k / 2)) up to the first >= max_degree
+    (1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, ...), so a row is padded by under 42 %."""
+    sizes, k = [], 0
+    while not sizes or sizes[-1] < max_degree:
+        size = round(2 ** (k / 2))
+        if not sizes or size > sizes[-1]:
+            sizes.append(size)
+        k += 1
+    return sizes
+
+
+def padded_rows(ptr: np.ndarray, cols: np.ndarray, pad: int) -> tuple[PaddedRows, ...]:
+    """A CSR matrix's non-empty rows as blocks of rows of like degree (host NumPy).
+
+    Args:
+      ptr: int [R + 1] the row offsets.
+      cols: int [nnz] the columns, ascending within each row.
+      pad: the padding index (the number of columns).
+
+    Returns:
+      One PaddedRows per width of padded_sizes that holds a row; rows without pairs are in
+      none. Their padded entries number under 1.42 nnz.
+    """
+    degrees = np.diff(ptr)
+    blocks, previous = [], 0
+    for size in padded_sizes(int(degrees.max(initial=0))):
+        rows = np.flatnonzero((degrees > previous) & (degrees <= size))
+        previous = size
+        if not len(rows):
+            continue
+        offsets = ptr[rows][:, None] + np.arange(size)
+        inside = np.arange(size) < degrees[rows][:, None]
+        padded = np.where(inside, cols[np.where(inside, offsets, 0)], pad)
+        blocks.append(PaddedRows(jnp.asarray(rows, jnp.int32), jnp.asarray(padded, jnp.int32)))
+    return tuple(blocks)
 
 
 class FitData(struct.PyTreeNode):
@@ -58,6 +110,8 @@ class FitData(struct.PyTreeNode):
       by_item: int32 [nnz] the pairs' order sorted by (item, user): entry_users[by_item]
         are each item's users, item by item.
       item_ptr: int32 [I + 1] offsets of those runs.
+      user_blocks: the users' items as PaddedRows blocks (padding index I).
+      item_blocks: the items' users as PaddedRows blocks (padding index U).
       n_users, n_items: static sizes.
     """
 
@@ -66,6 +120,8 @@ class FitData(struct.PyTreeNode):
     user_ptr: jax.Array
     by_item: jax.Array
     item_ptr: jax.Array
+    user_blocks: tuple[PaddedRows, ...]
+    item_blocks: tuple[PaddedRows, ...]
     n_users: int = struct.field(pytree_node=False)
     n_items: int = struct.field(pytree_node=False)
 
@@ -100,6 +156,8 @@ def fit_data(train: Interactions, n_items: int) -> FitData:
         user_ptr=jnp.asarray(train.indptr.astype(np.int32)),
         by_item=jnp.asarray(by_item),
         item_ptr=jnp.asarray(item_ptr.astype(np.int32)),
+        user_blocks=padded_rows(train.indptr, items, n_items),
+        item_blocks=padded_rows(item_ptr, users[by_item], train.n_users),
         n_users=train.n_users,
         n_items=n_items,
     )

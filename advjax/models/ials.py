@@ -35,9 +35,11 @@ the item half-step is the same with the roles swapped. --ials_solver picks how:
             Memory is bounded by the block, whatever the degrees.
   cg        --ials_cg_steps conjugate-gradient steps per half-step, warm-started at the
             current table and matrix-free (A_u x from HᵀH and the row's pairs), as
-            `implicit` does (Takács et al.).
+            `implicit` does (Takács et al.). Rows go in blocks of like degree, each row's
+            pairs padded to its block's width (FitData's PaddedRows), so a CG step is
+            dense reductions over [rows, width, d] with no gather or scatter per pair.
 
-A user or item without pairs gets b = 0, so a zero row, by the same solve.
+A user or item without pairs gets b = 0, so a zero row (cg sets it, its exact solve).
 
 Compilation: the jitted functions take the sizes of the training matrix, the solver, the
 CG steps and the block as their static arguments and everything else (the tables, the
@@ -170,23 +172,30 @@ def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
     return jnp.where(ok, num / jnp.where(ok, den, 1), 0)
 
 
-def _cg(X, Y, rows, cols, gram, lam, w: Weights, steps: int) -> jax.Array:
-    """`steps` CG iterations on every row's A_r x = b_r at once, from x = X."""
-    n_rows = X.shape[0]
-    Yc = Y[cols]
-    segsum = functools.partial(
-        jax.ops.segment_sum, segment_ids=rows, num_segments=n_rows, indices_are_sorted=True
-    )
+def _cg_rows(X, Yc, lam, gram, w: Weights, steps: int) -> jax.Array:
+    """`steps` CG iterations on A_r x = b_r from x = X, for rows of like degree.
 
-    def apply(P):
-        along = jnp.sum(Yc * P[rows], axis=-1, keepdims=True)
+    Args:
+      X: [n, d] the rows' warm start.
+      Yc: [n, K, d] each row's pairs' rows of the other table, zero past its degree.
+      lam: [n] the rows' lam_r.
+      gram: [d, d] the other table's Gram matrix.
+      w: the objective's scalars.
+      steps: CG iterations.
+
+    Returns:
+      [n, d] the rows after `steps` iterations.
+    """
+
+    def apply(P):  # A_r p_r of every row, the pairs' term as reductions over K (no scatter)
+        along = jnp.sum(Yc * P[:, None, :], axis=-1)
         return (
             w.unobserved * (P @ gram)
-            + (w.confidence - w.unobserved) * segsum(Yc * along)
+            + (w.confidence - w.unobserved) * jnp.sum(Yc * along[..., None], axis=1)
             + lam[:, None] * P
         )
 
-    b = w.confidence * segsum(Yc)
+    b = w.confidence * jnp.sum(Yc, axis=1)
     r = b - apply(X)
 
     def step(_, state):
@@ -201,6 +210,20 @@ def _cg(X, Y, rows, cols, gram, lam, w: Weights, steps: int) -> jax.Array:
 
     x, *_ = lax.fori_loop(0, steps, step, (X, r, r, jnp.sum(r * r, axis=-1)))
     return x
+
+
+def _cg(X, Y, blocks, gram, lam, w: Weights, steps: int) -> jax.Array:
+    """CG on every row, one padded block of rows of like degree at a time (FitData's
+    PaddedRows): a block's pairs' rows of Y are gathered once per half-step, and each CG
+    step reads them as dense [n, K, d] arrays, with neither a gather nor a scatter over
+    the pairs (on a CPU those ran at a fraction of memory bandwidth). Rows without pairs
+    are in no block and get their exact solution, zero."""
+    Y = jnp.concatenate([Y, jnp.zeros((1, Y.shape[1]), Y.dtype)])  # the padding index's row
+    out = jnp.zeros_like(X)
+    for block in blocks:
+        solved = _cg_rows(X[block.rows], Y[block.cols], lam[block.rows], gram, w, steps)
+        out = out.at[block.rows].set(solved, unique_indices=True, indices_are_sorted=True)
+    return out
 
 
 def _cholesky(Y, rows, cols, ptr, gram, lam, w: Weights, block: int) -> jax.Array:
@@ -258,6 +281,7 @@ def half_step(
     rows: jax.Array,
     cols: jax.Array,
     ptr: jax.Array,
+    blocks: tuple,
     w: Weights,
     *,
     solver: str,
@@ -272,6 +296,7 @@ def half_step(
       rows: int32 [nnz] each observed pair's row, ascending.
       cols: int32 [nnz] its column (a row of Y).
       ptr: int32 [R + 1] offsets of each row's pairs in rows / cols.
+      blocks: the same pairs as FitData's PaddedRows blocks (cg only).
       w: the objective's scalars.
       solver: "cholesky" (exact) or "cg".
       cg_steps: CG iterations (cg only).
@@ -283,25 +308,29 @@ def half_step(
     gram = Y.T @ Y
     lam = row_reg(w, jnp.diff(ptr), Y.shape[0], Y.dtype)
     if solver == "cg":
-        return _cg(X, Y, rows, cols, gram, lam, w, cg_steps)
+        return _cg(X, Y, blocks, gram, lam, w, cg_steps)
     return _cholesky(Y, rows, cols, ptr, gram, lam, w, block)
 
 
-def _item_layout(data: FitData) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(rows, cols, ptr) of the pairs by item: items as rows, users as columns."""
-    return data.entry_items[data.by_item], data.entry_users[data.by_item], data.item_ptr
+def _user_layout(data: FitData) -> tuple:
+    """(rows, cols, ptr, blocks) of the pairs by user: users as rows, items as columns."""
+    return data.entry_users, data.entry_items, data.user_ptr, data.user_blocks
+
+
+def _item_layout(data: FitData) -> tuple:
+    """(rows, cols, ptr, blocks) of the pairs by item: items as rows, users as columns."""
+    rows, cols = data.entry_items[data.by_item], data.entry_users[data.by_item]
+    return rows, cols, data.item_ptr, data.item_blocks
 
 
 def solve_users(cfg, W: jax.Array, H: jax.Array, data: FitData) -> jax.Array:
     """[U, d] the user half-step's table given H [I, d] (W [U, d]: CG's warm start)."""
-    rows, cols, ptr = data.entry_users, data.entry_items, data.user_ptr
-    return half_step(W, H, rows, cols, ptr, read_weights(cfg), **_solver_args(cfg))
+    return half_step(W, H, *_user_layout(data), read_weights(cfg), **_solver_args(cfg))
 
 
 def solve_items(cfg, W: jax.Array, H: jax.Array, data: FitData) -> jax.Array:
     """[I, d] the item half-step's table given W [U, d] (H [I, d]: CG's warm start)."""
-    rows, cols, ptr = _item_layout(data)
-    return half_step(H, W, rows, cols, ptr, read_weights(cfg), **_solver_args(cfg))
+    return half_step(H, W, *_item_layout(data), read_weights(cfg), **_solver_args(cfg))
 
 
 @jax.jit
@@ -332,7 +361,7 @@ def objective(cfg, params: dict, data: FitData) -> jax.Array:
 def _sweep(params: dict, data: FitData, w: Weights, *, solver, cg_steps, block):
     args = {"solver": solver, "cg_steps": cg_steps, "block": block}
     W, H = params["user"], params["item"]
-    W = half_step(W, H, data.entry_users, data.entry_items, data.user_ptr, w, **args)
+    W = half_step(W, H, *_user_layout(data), w, **args)
     H = half_step(H, W, *_item_layout(data), w, **args)
     params = {"user": W, "item": H}
     return params, {"loss": _objective(params, data, w)}
@@ -374,12 +403,14 @@ def bytes_needed(cfg, n_users: int, n_items: int, nnz: int) -> int:
 
     cholesky: one block's pass of outer products [block, d, d], its sums, A and its
     factor (4 such), the pass's gathered rows, and the padded output [R + block, d].
-    cg: the pairs' gathered rows, the rows of x and their products [nnz, d] (3 such) and
-    the CG vectors b, r, p, Ap, x [R, d] (5 such), R the larger side.
+    cg: the padded pairs' gathered rows and their products with x, under 1.42 nnz each
+    (so 3 nnz in all), and the CG vectors b, r, p, Ap, x [R, d] (5 such), R the larger side.
     """
     d, item, index = cfg.emb_dim, 4, 4
     rows = max(n_users, n_items)
-    pairs = (5 * nnz + n_users + n_items + 2) * index  # FitData and the by-item reorder
+    # FitData (the pairs, the by-item order, both sides' padded blocks under 1.42 nnz
+    # each) and the by-item reorder.
+    pairs = (8 * nnz + 2 * (n_users + n_items) + 2) * index
     tables = 2 * (n_users + n_items) * d * item
     if cfg.ials_solver == "cg":
         solver = (3 * nnz * d + 5 * rows * d) * item

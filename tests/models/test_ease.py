@@ -10,7 +10,7 @@ import pytest
 from advjax.data import load_dataset
 from advjax.data.interactions import Interactions
 from advjax.models import ease
-from advjax.models.fitted import fit_data
+from advjax.models.fitted import fit_data, padded_sizes
 from advjax.train import TrainConfig
 
 
@@ -84,6 +84,27 @@ def test_fit_data_holds_the_matrix_both_ways_round():
         np.testing.assert_array_equal(users[ptr[i] : ptr[i + 1]], np.flatnonzero(x[:, i]))
     np.testing.assert_array_equal(np.asarray(data.user_degrees()), x.sum(1))
     np.testing.assert_array_equal(np.asarray(data.item_degrees()), x.sum(0))
+    for blocks, matrix in ((data.user_blocks, x), (data.item_blocks, x.T)):
+        rebuilt, previous = np.zeros(matrix.shape, bool), 0
+        for block in blocks:
+            rows, cols = np.asarray(block.rows), np.asarray(block.cols)
+            assert np.all(np.diff(rows) > 0)
+            degrees = matrix[rows].sum(1)
+            assert degrees.min() > previous and degrees.max() <= cols.shape[1]
+            previous = cols.shape[1]
+            for row, padded in zip(rows, cols, strict=True):
+                real = padded[padded < matrix.shape[1]]
+                assert np.all(padded[len(real):] == matrix.shape[1]) and np.all(np.diff(real) > 0)
+                rebuilt[row, real] = True
+        np.testing.assert_array_equal(rebuilt, matrix)  # every pair once; empty rows in none
+
+
+def test_padded_widths_grow_by_a_square_root_of_two():
+    sizes = padded_sizes(1000)
+    assert sizes[:11] == [1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45]
+    assert sizes[-2] < 1000 <= sizes[-1]
+    # A row of degree one past a width is padded by under 42 % in the next.
+    assert max(k / (previous + 1) for previous, k in zip(sizes, sizes[1:])) < 1.42
 
 
 def test_fitted_on_coat_its_scores_are_x_times_b_and_seeds_change_nothing():
