@@ -212,18 +212,39 @@ def _cg_rows(X, Yc, lam, gram, w: Weights, steps: int) -> jax.Array:
     return x
 
 
-def _cg(X, Y, blocks, gram, lam, w: Weights, steps: int) -> jax.Array:
+def _pairs_fit(scores: jax.Array, w: Weights, observed: jax.Array | bool = True) -> jax.Array:
+    """The sum over observed pairs of c (1 - s)^2 - w0 s^2: their part of L's fit term
+    beside w0 times every pair's s^2 (which _objective_given adds).
+
+    Args:
+      scores: [...] the pairs' scores s.
+      w: the objective's scalars.
+      observed: bool [...] which entries are pairs (False: padding, not summed).
+    """
+    terms = w.confidence * (1 - scores) ** 2 - w.unobserved * scores**2
+    return jnp.sum(jnp.where(observed, terms, 0))
+
+
+def _cg(X, Y, blocks, gram, lam, w: Weights, steps: int) -> tuple[jax.Array, jax.Array]:
     """CG on every row, one padded block of rows of like degree at a time (FitData's
     PaddedRows): a block's pairs' rows of Y are gathered once per half-step, and each CG
     step reads them as dense [n, K, d] arrays, with neither a gather nor a scatter over
     the pairs (on a CPU those ran at a fraction of memory bandwidth). Rows without pairs
-    are in no block and get their exact solution, zero."""
+    are in no block and get their exact solution, zero.
+
+    Returns:
+      ([R, d] the new table, _pairs_fit of its scores, from the gathered rows: the
+      objective after a sweep without another pass of gathers).
+    """
     Y = jnp.concatenate([Y, jnp.zeros((1, Y.shape[1]), Y.dtype)])  # the padding index's row
-    out = jnp.zeros_like(X)
+    out, fit = jnp.zeros_like(X), jnp.zeros((), X.dtype)
     for block in blocks:
-        solved = _cg_rows(X[block.rows], Y[block.cols], lam[block.rows], gram, w, steps)
+        Yc = Y[block.cols]
+        solved = _cg_rows(X[block.rows], Yc, lam[block.rows], gram, w, steps)
         out = out.at[block.rows].set(solved, unique_indices=True, indices_are_sorted=True)
-    return out
+        scores = jnp.sum(Yc * solved[:, None, :], axis=-1)
+        fit += _pairs_fit(scores, w, observed=block.cols < Y.shape[0] - 1)
+    return out, fit
 
 
 def _cholesky(Y, rows, cols, ptr, gram, lam, w: Weights, block: int) -> jax.Array:
@@ -303,13 +324,14 @@ def half_step(
       block: rows per block and pairs per pass (cholesky only).
 
     Returns:
-      [R, d] the new table, X's dtype.
+      ([R, d] the new table, X's dtype; _pairs_fit of its scores against Y).
     """
     gram = Y.T @ Y
     lam = row_reg(w, jnp.diff(ptr), Y.shape[0], Y.dtype)
     if solver == "cg":
         return _cg(X, Y, blocks, gram, lam, w, cg_steps)
-    return _cholesky(Y, rows, cols, ptr, gram, lam, w, block)
+    table = _cholesky(Y, rows, cols, ptr, gram, lam, w, block)
+    return table, _pairs_fit(jnp.sum(table[rows] * Y[cols], axis=-1), w)
 
 
 def _user_layout(data: FitData) -> tuple:
@@ -325,25 +347,28 @@ def _item_layout(data: FitData) -> tuple:
 
 def solve_users(cfg, W: jax.Array, H: jax.Array, data: FitData) -> jax.Array:
     """[U, d] the user half-step's table given H [I, d] (W [U, d]: CG's warm start)."""
-    return half_step(W, H, *_user_layout(data), read_weights(cfg), **_solver_args(cfg))
+    return half_step(W, H, *_user_layout(data), read_weights(cfg), **_solver_args(cfg))[0]
 
 
 def solve_items(cfg, W: jax.Array, H: jax.Array, data: FitData) -> jax.Array:
     """[I, d] the item half-step's table given W [U, d] (H [I, d]: CG's warm start)."""
-    return half_step(H, W, *_item_layout(data), read_weights(cfg), **_solver_args(cfg))
+    return half_step(H, W, *_item_layout(data), read_weights(cfg), **_solver_args(cfg))[0]
+
+
+def _objective_given(W, H, pairs_fit, data: FitData, w: Weights) -> jax.Array:
+    """L(W, H) given the observed pairs' _pairs_fit."""
+    every_pair = jnp.sum((W.T @ W) * (H.T @ H))  # sum over all (u, i) of s_ui^2
+    lam_u = row_reg(w, data.user_degrees(), data.n_items, W.dtype)
+    lam_i = row_reg(w, data.item_degrees(), data.n_users, H.dtype)
+    regs = jnp.sum(lam_u * jnp.sum(W**2, axis=-1)) + jnp.sum(lam_i * jnp.sum(H**2, axis=-1))
+    return pairs_fit + w.unobserved * every_pair + regs
 
 
 @jax.jit
 def _objective(params: dict, data: FitData, w: Weights) -> jax.Array:
     W, H = params["user"], params["item"]
     scores = jnp.sum(W[data.entry_users] * H[data.entry_items], axis=-1)
-    every_pair = jnp.sum((W.T @ W) * (H.T @ H))  # sum over all (u, i) of s_ui^2
-    fit = w.confidence * jnp.sum((1 - scores) ** 2) + w.unobserved * (
-        every_pair - jnp.sum(scores**2)
-    )
-    lam_u = row_reg(w, data.user_degrees(), data.n_items, W.dtype)
-    lam_i = row_reg(w, data.item_degrees(), data.n_users, H.dtype)
-    return fit + jnp.sum(lam_u * jnp.sum(W**2, axis=-1)) + jnp.sum(lam_i * jnp.sum(H**2, axis=-1))
+    return _objective_given(W, H, _pairs_fit(scores, w), data, w)
 
 
 def objective(cfg, params: dict, data: FitData) -> jax.Array:
@@ -361,10 +386,9 @@ def objective(cfg, params: dict, data: FitData) -> jax.Array:
 def _sweep(params: dict, data: FitData, w: Weights, *, solver, cg_steps, block):
     args = {"solver": solver, "cg_steps": cg_steps, "block": block}
     W, H = params["user"], params["item"]
-    W = half_step(W, H, *_user_layout(data), w, **args)
-    H = half_step(H, W, *_item_layout(data), w, **args)
-    params = {"user": W, "item": H}
-    return params, {"loss": _objective(params, data, w)}
+    W, _ = half_step(W, H, *_user_layout(data), w, **args)
+    H, pairs_fit = half_step(H, W, *_item_layout(data), w, **args)
+    return {"user": W, "item": H}, {"loss": _objective_given(W, H, pairs_fit, data, w)}
 
 
 def sweep(cfg, params: dict, data: FitData) -> tuple[dict, dict]:

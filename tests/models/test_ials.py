@@ -135,6 +135,18 @@ def test_cholesky_sweeps_descend_to_a_stationary_point():
     assert end["user"] < 1e-10 * start and end["item"] < 1e-10 * start
 
 
+@pytest.mark.parametrize("solver", ials.SOLVERS)
+def test_a_sweeps_loss_is_the_objective_of_its_tables(solver):
+    x = _tiny_matrix()  # degrees 1 to 6: rows in several padded blocks, one empty each way
+    cfg = Config(emb_dim=3, ials_alpha=2.5, ials_unobserved_weight=0.3, ials_reg=0.05,
+                 ials_reg_exponent=1.0, ials_solver=solver)  # fmt: skip
+    with jax.enable_x64(True):
+        data, params = _fit_data(x), _tables(3)
+        params, stats = ials.sweep(cfg, params, data)
+        W, H = np.asarray(params["user"]), np.asarray(params["item"])
+    np.testing.assert_allclose(float(stats["loss"]), _reference_objective(x, W, H, cfg), rtol=1e-12)
+
+
 @pytest.mark.parametrize("block", [1, 5])
 def test_cholesky_blocks_do_not_change_the_solve(block):
     x = _tiny_matrix()
