@@ -188,10 +188,10 @@ def _cg_rows(X, Yc, lam, gram, w: Weights, steps: int) -> jax.Array:
     """
 
     def apply(P):  # A_r p_r of every row, the pairs' term as reductions over K (no scatter)
-        along = jnp.sum(Yc * P[:, None, :], axis=-1)
+        along = jnp.einsum("nkd,nd->nk", Yc, P)
         return (
             w.unobserved * (P @ gram)
-            + (w.confidence - w.unobserved) * jnp.sum(Yc * along[..., None], axis=1)
+            + (w.confidence - w.unobserved) * jnp.einsum("nk,nkd->nd", along, Yc)
             + lam[:, None] * P
         )
 
