@@ -21,6 +21,11 @@ its end, one ``BACKBONE = Backbone(...)``; ``advjax/models/registry.py`` lists t
                  (SGL, NCL, XSimGCL); None for a backbone without layers;
   extra_loss     a term it adds to each step's objective (UltraGCN's constraints), or
                  None;
+  sample         what a training step reads in place of `rows`' representations: a
+                 draw from them with the batch's key, and a term for the objective
+                 (VGAE's reparameterised z and its KL term); None: the rows themselves.
+                 Evaluation, the adversary's passes and the diagnostics read
+                 `represent`;
   scoring        how a user scores an item: "cosine" (the unit-norm representations'
                  dot product: what the losses train, since every step reads cosines)
                  or "dot" (for models fitted otherwise, whose scores are raw products);
@@ -74,6 +79,8 @@ class Backbone:
       depth: (cfg) -> its number of propagation layers, or None (no layers).
       extra_loss: (cfg, params, users [B], pos [B], negs [B, N]) -> [] added to the
         objective, or None.
+      sample: (cfg, params, user rows [B, d], item [I, d], key) -> (user rows [B, d],
+        item [I, d], [] added to the objective, {name: [] diagnostic}), or None.
       scoring: one of SCORINGS.
     """
 
@@ -89,6 +96,7 @@ class Backbone:
     rows: Callable | None = None
     depth: Callable[[Any], int] | None = None
     extra_loss: Callable | None = None
+    sample: Callable | None = None
     scoring: str = "cosine"
 
     def __post_init__(self):

@@ -74,6 +74,15 @@ def _claims_legacy(saved: dict) -> bool:
     return bool(saved.get("n_layers", 0))
 
 
+N_LAYERS = Setting(
+    "n_layers",
+    0,
+    "LightGCN: propagation layers L (>= 1 with --backbone=lightgcn or vgae). Without "
+    "--backbone, 0 trains MF and L >= 1 LightGCN (the flag's meaning before --backbone).",
+    non_negative,
+)
+
+
 BACKBONE = Backbone(
     name="lightgcn",
     init_params=mf.init_params,  # layer 0 is MF's tables
@@ -91,14 +100,5 @@ BACKBONE = Backbone(
     slug=lambda cfg: f"lightgcn{cfg.n_layers}",
     claims_legacy=_claims_legacy,
     check=_check,
-    settings=(
-        Setting(
-            "n_layers",
-            0,
-            "LightGCN: propagation layers L (>= 1 with --backbone=lightgcn). Without "
-            "--backbone, 0 trains MF and L >= 1 LightGCN (the flag's meaning before "
-            "--backbone).",
-            non_negative,
-        ),
-    ),
+    settings=(N_LAYERS,),
 )

@@ -101,8 +101,9 @@ def cf_step(
     """One Adam step of the CF model on `batch` (at the learning rate its optimiser state
     holds); the adversary stays as it is.
 
-    Minimises mean(loss) + l2_penalty (+ the backbone's extra_loss, + the augmentation's
-    contrastive term) over the CF parameter groups the loss's spec
+    Minimises mean(loss) + l2_penalty (+ the backbone's extra_loss, + its sample's term
+    with the loss read on the sampled rows, + the augmentation's contrastive term) over
+    the CF parameter groups the loss's spec
     trains in this epoch (`trains`; a resting group gets neither gradients nor Adam
     updates), and adds the batch to the loss's per-run state (`accumulate`).
 
@@ -119,6 +120,11 @@ def cf_step(
             user_rows, item_emb = backbone.step_rows(
                 cfg, cf_params, data.graph, batch.users, data.propagation
             )
+            if backbone.sample is not None:
+                key = fold(batch.key, streams.BACKBONE_BATCH)
+                user_rows, item_emb, extra, extra_stats = backbone.sample(
+                    cfg, cf_params, user_rows, item_emb, key
+                )
         else:
             out = augment.forward(cfg, augment_inputs(cfg, state, data, batch, cf_params))
             user_rows, item_emb = out.user_rows, out.item_emb

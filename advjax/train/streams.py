@@ -24,6 +24,7 @@ boundary replays exactly (WORKSPACE.md, "Resume"). The tree of streams:
         AUGMENT_EPOCH                   -> the augmentation's epoch_start draws
   a batch's key, folded with
         AUGMENT_BATCH                   -> the augmentation's forward draws
+        BACKBONE_BATCH                  -> the backbone's training draws (VGAE's z)
 
 Values are the ones the published runs were trained with; changing one changes every
 run's draws. Streams at one level must differ (tests/train/test_streams.py).
@@ -44,7 +45,7 @@ DIAGNOSTICS_HARDNESS = 1
 # Folded into an epoch's key.
 POSITIVES, NEGATIVES, BATCH_KEYS, AUGMENT_EPOCH = 0, 1, 2, 3
 # Folded into a batch's key (the loss may draw from the batch key itself).
-AUGMENT_BATCH = 7
+AUGMENT_BATCH, BACKBONE_BATCH = 7, 8
 
 
 def init_keys(seed: int) -> dict[str, jax.Array]:

@@ -20,7 +20,7 @@ from experiments.run import default_workdir
 
 
 def test_every_registered_backbone_builds_a_valid_config_of_its_own():
-    own = {"mf": {}, "lightgcn": {"n_layers": 2}}
+    own = {"mf": {}, "lightgcn": {"n_layers": 2}, "vgae": {"n_layers": 2}}
     assert set(registry.BACKBONES) == set(own)
     for name, spec in registry.BACKBONES.items():
         cfg = TrainConfig(backbone=name, **own[name])

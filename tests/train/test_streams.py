@@ -16,7 +16,9 @@ def test_streams_of_one_level_differ():
         assert len(set(level)) == len(level)
     # A batch's key is drawn from by the loss itself: the augmentation's fold is apart
     # from every epoch-level number a batch key could be confused with.
-    assert streams.AUGMENT_BATCH not in levels[1]
+    batch_level = (streams.AUGMENT_BATCH, streams.BACKBONE_BATCH)
+    assert len(set(batch_level)) == len(batch_level)
+    assert not set(batch_level) & set(levels[1])
 
 
 def test_init_keys_split_the_seed_in_three_and_fold_is_repeated_fold_in():
