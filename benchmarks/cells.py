@@ -32,7 +32,11 @@ DATASETS = {
     ),
 }
 # Each backbone cell: its --backbone and its own settings (LightGCN: the paper's 2 layers).
-BACKBONES = {"mf": {"backbone": "mf"}, "lightgcn": {"backbone": "lightgcn", "n_layers": 2}}
+BACKBONES = {
+    "mf": {"backbone": "mf"},
+    "lightgcn": {"backbone": "lightgcn", "n_layers": 2},
+    "vgae": {"backbone": "vgae", "n_layers": 2},
+}
 LOSSES = ("infonce", "adv_infonce")
 # LightGCN + InfoNCE with each augmentation (--augment): Table 9's other rows.
 AUGMENTED = ("infonce+sgl", "infonce+ncl", "infonce+xsimgcl")

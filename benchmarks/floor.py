@@ -165,6 +165,16 @@ def kmeans_cost(n_rows: int, n_clusters: int, dim: int, n_iters: int) -> Cost:
     )
 
 
+def sample_cost(n_rows: int, dim: int) -> Cost:
+    """VGAE's sampling of n_rows rows: log sigma = rows @ W [d, d] forward and its two
+    backward products, and about 10 elementwise operations per entry (noise, exp, the
+    KL term and their gradients) over about 6 [n_rows, d] arrays read or written."""
+    return Cost(
+        flops=3 * 2 * n_rows * dim * dim + 10 * n_rows * dim,
+        stream_bytes=WORD * (6 * n_rows * dim + dim * dim),
+    )
+
+
 def adam_cost(n_params: int) -> Cost:
     """One dense Adam update of n_params float32 parameters."""
     return Cost(
@@ -186,8 +196,13 @@ def cf_step_terms(
     hardness_dim: int | None = None,
     augment: str = "none",
     n_clusters: int = 0,
+    sampled: bool = False,
 ) -> dict[str, Cost]:
     """Named cost terms of one CF step (see the module docstring).
+
+    `sampled`: the backbone samples the step's rows (Backbone.sample; VGAE): its
+    log-sigma head over the batch's users and every item, forward and two backward
+    products ("sample"), and the noise, the clamp and the KL term's elementwise work.
 
     `augment` (--augment): SGL adds its two views' full propagations, forward and
     backward ("views"); XSimGCL and NCL propagate every node layer by layer instead of
@@ -220,6 +235,8 @@ def cf_step_terms(
                 (target_contrast_cost(batch, min(n_clusters, n), dim) for n in (n_users, n_items)),
                 Cost(),
             )
+    if sampled:
+        terms["sample"] = sample_cost(batch + n_items, dim)
     terms["adam"] = adam_cost((n_users + n_items) * dim)
     return terms
 

@@ -230,6 +230,7 @@ def _cf_cost(data: SplitData, cfg: TrainConfig, times: EpochTimes) -> dict:
         adversarial=cfg.trains_adversary,
         augment=cfg.augment,
         n_clusters=cfg.ncl_clusters,
+        sampled=cfg.backbone_spec.sample is not None,
     )
     once_terms = floor.epoch_terms(
         n_users=data.n_users,

@@ -137,6 +137,7 @@ BACKBONE = Backbone(
         graph, n_users, cfg.n_layers, method
     ),
     sample=sample,
+    depth=lambda cfg: cfg.n_layers,
     label=lambda cfg: f"VGAE-{cfg.n_layers}",
     slug=lambda cfg: f"vgae{cfg.n_layers}",
     check=_check,
