@@ -57,7 +57,8 @@ def degree_weights(user_degree: ArrayLike, item_degree: ArrayLike) -> tuple[np.n
 
     References:
       K. Mao et al., `UltraGCN: Ultra Simplification of Graph Convolutional Networks
-      for Recommendation <https://arxiv.org/abs/2110.15114>`_, CIKM 2021, Eq. 7 and 10.
+      for Recommendation <https://arxiv.org/abs/2110.15114>`_, CIKM 2021: the
+      constraint loss's weights beta (the public code's ``constraint_mat``).
     """
     d_user = np.asarray(user_degree, np.float64)
     d_item = np.asarray(item_degree, np.float64)
@@ -100,8 +101,9 @@ def constraint_loss(
         is not its logits'.
 
     References:
-      K. Mao et al., UltraGCN, CIKM 2021, Eq. 12 (L_C with negative sampling) and its
-      public code's ``cal_loss_L``.
+      K. Mao et al., UltraGCN, CIKM 2021: the BCE objective L_O and the constraint loss
+      L_C with negative sampling, merged by the weights w1..w4 in its public code's
+      ``cal_loss_L``.
     """
     pos, neg, pos_b, neg_b = _as_inexact(pos_logits, neg_logits, pos_beta, neg_beta)
     _check_logit_shapes(pos, neg)

@@ -126,8 +126,10 @@ def item_neighbors(
       0, which adds nothing to L_I.
 
     References:
-      K. Mao et al., UltraGCN, CIKM 2021, Eq. 14-15 (the item-item graph's omega and
-      its top-K neighbours).
+      K. Mao et al., `UltraGCN: Ultra Simplification of Graph Convolutional Networks
+      for Recommendation <https://arxiv.org/abs/2110.15114>`_, CIKM 2021: the item-item
+      graph's weights omega and its top-K neighbours (the public code's
+      ``get_ii_constraint_mat``).
     """
     r = train_matrix(train, n_items)
     r_t = r.T.tocsr()
@@ -160,7 +162,8 @@ def item_item_loss(
       [B] the term of each example.
 
     References:
-      K. Mao et al., UltraGCN, CIKM 2021, Eq. 15.
+      K. Mao et al., UltraGCN, CIKM 2021: the item-item constraint loss L_I (the public
+      code's ``cal_loss_I``).
     """
     return -jnp.sum(omega * jax.nn.log_sigmoid(pair_scores(user_rows, item_table, neighbors)), -1)
 
