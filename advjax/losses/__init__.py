@@ -6,6 +6,7 @@ from advjax.losses.bc_loss import bc_loss, bias_margin
 from advjax.losses.bpr import bpr
 from advjax.losses.ccl import ccl
 from advjax.losses.infonce import infonce
+from advjax.losses.ultragcn import constraint_loss, degree_weights
 
 __all__ = [
     "adap_tau_0",
@@ -16,6 +17,8 @@ __all__ = [
     "bias_margin",
     "bpr",
     "ccl",
+    "constraint_loss",
+    "degree_weights",
     "hardness_delta",
     "hardness_kl",
     "infonce",

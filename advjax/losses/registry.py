@@ -15,9 +15,10 @@ from advjax.losses.bpr import LOSS as BPR
 from advjax.losses.ccl import LOSS as CCL
 from advjax.losses.infonce import LOSS as INFONCE
 from advjax.losses.spec import Loss
+from advjax.losses.ultragcn import LOSS as ULTRAGCN
 from advjax.settings import Setting, merged_settings
 
-_SPECS = (BPR, INFONCE, ADV_INFONCE, CCL, BC_LOSS, ADAP_TAU)
+_SPECS = (BPR, INFONCE, ADV_INFONCE, CCL, BC_LOSS, ADAP_TAU, ULTRAGCN)
 
 LOSSES: dict[str, Loss] = {spec.name: spec for spec in _SPECS}
 

@@ -5,6 +5,7 @@ and, at its end, one ``LOSS = Loss(...)`` spec; ``advjax/losses/registry.py`` li
 the specs. From a spec the trainer learns:
 
   settings      the loss's own flags (TrainConfig fields with help text and checks);
+  check         what is wrong with a whole configuration for it (the backbone it needs);
   value         its per-sample value on one batch (LossInputs -> LossValue);
   prepare       arrays it reads besides the batch, computed once from the split;
   init_params   extra CF parameter groups (added to the "user"/"item" tables);
@@ -108,6 +109,10 @@ def _no_adversary(cfg) -> Adversary | None:
     return None
 
 
+def _suits_any(cfg) -> str | None:
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Loss:
     """A training loss as the trainer sees it (see the module docstring).
@@ -116,6 +121,8 @@ class Loss:
       name: the --loss value.
       value: (cfg, LossInputs) -> LossValue.
       settings: its flags.
+      check: (cfg) -> None when the whole configuration suits it, else a one-line
+        problem (TrainConfig raises it); default: every configuration suits it.
       prepare: (SplitData) -> {name: NumPy array}, or None.
       init_params: (cfg, key, loss_data) -> {group: table}, or None. The key is the
         loss's own stream, so the main tables stay those of the other losses.
@@ -135,6 +142,7 @@ class Loss:
     name: str
     value: Callable[[Any, LossInputs], LossValue]
     settings: tuple[Setting, ...] = ()
+    check: Callable[[Any], str | None] = _suits_any
     prepare: Callable | None = None
     init_params: Callable | None = None
     trains: Callable | None = None

@@ -12,6 +12,10 @@ its end, one ``BACKBONE = Backbone(...)``; ``advjax/models/registry.py`` lists t
                  own groups read those rows), from the run's CF key;
   prepare_graph  the graph operand it reads, built once from the normalised training
                  graph; None for a backbone that reads no graph (MF);
+  prepare        other arrays it reads, built once from the split (UltraGCN: each
+                 item's nearest items in the co-occurrence graph and their weights);
+                 they travel in TrainData.backbone_data, and `extra_loss` reads them;
+                 None for a backbone that needs none (MF, LightGCN);
   represent      the final user and item representations of every node (evaluation,
                  adversarial passes, diagnostics, the trained model);
   rows           a training step's need: the batch's user rows and every item (a
@@ -19,16 +23,18 @@ its end, one ``BACKBONE = Backbone(...)``; ``advjax/models/registry.py`` lists t
                  and a gather);
   depth          its propagation layers, for the augmentations that act between them
                  (SGL, NCL, XSimGCL); None for a backbone without layers;
-  extra_loss     a term it adds to each step's objective (UltraGCN's constraints), or
-                 None;
+  extra_loss     a term it adds to each step's objective, whatever the loss (UltraGCN's
+                 item-item constraint and norm penalty), reading the step's layer-0
+                 parameters, batch and prepared arrays; or None;
   sample         what a training step reads in place of `rows`' representations: a
                  draw from them with the batch's key, and a term for the objective
                  (VGAE's reparameterised z and its KL term); None: the rows themselves.
                  Evaluation, the adversary's passes and the diagnostics read
                  `represent`;
   scoring        how a user scores an item: "cosine" (the unit-norm representations'
-                 dot product: what the losses train, since every step reads cosines)
-                 or "dot" (for models fitted otherwise, whose scores are raw products);
+                 dot product: what the cosine losses train) or "dot" (raw products:
+                 models trained on them, such as UltraGCN under its own loss); either
+                 fixed, or a function of the configuration when the loss decides it;
   label, slug    its name in progress lines ("LightGCN-2") and in default workdirs
                  ("lightgcn2");
   claims_legacy  whether a configuration saved before --backbone existed (no
@@ -77,11 +83,13 @@ class Backbone:
       rows: (cfg, params, graph, users int [B], method) -> (user rows [B, d], item
         [I, d]), or None (represent, then the rows `users`).
       depth: (cfg) -> its number of propagation layers, or None (no layers).
-      extra_loss: (cfg, params, users [B], pos [B], negs [B, N]) -> [] added to the
-        objective, or None.
+      prepare: (cfg, SplitData) -> {name: NumPy array}, or None (reads none); the
+        arrays reach `extra_loss` as device arrays (TrainData.backbone_data).
+      extra_loss: (cfg, params, users [B], pos [B], negs [B, N], data) -> [] added to
+        the objective, `data` being what `prepare` built ({} without it); or None.
       sample: (cfg, params, user rows [B, d], item [I, d], key) -> (user rows [B, d],
         item [I, d], [] added to the objective, {name: [] diagnostic}), or None.
-      scoring: one of SCORINGS.
+      scoring: one of SCORINGS, or (cfg) -> one of them (`scoring_of` asks).
     """
 
     name: str
@@ -95,13 +103,25 @@ class Backbone:
     prepare_graph: Callable | None = None
     rows: Callable | None = None
     depth: Callable[[Any], int] | None = None
+    prepare: Callable | None = None
     extra_loss: Callable | None = None
     sample: Callable | None = None
-    scoring: str = "cosine"
+    scoring: str | Callable[[Any], str] = "cosine"
 
     def __post_init__(self):
-        if self.scoring not in SCORINGS:
-            raise ValueError(f"backbone {self.name}: scoring must be one of {SCORINGS}")
+        if not callable(self.scoring):
+            self._checked_scoring(self.scoring)
+
+    def _checked_scoring(self, scoring: str) -> str:
+        if scoring not in SCORINGS:
+            raise ValueError(
+                f"backbone {self.name}: scoring must be one of {SCORINGS}, got {scoring!r}"
+            )
+        return scoring
+
+    def scoring_of(self, cfg) -> str:
+        """How this configuration's trained model scores: "cosine" or "dot"."""
+        return self._checked_scoring(self.scoring(cfg) if callable(self.scoring) else self.scoring)
 
     def step_rows(self, cfg, params: dict, graph, users: jax.Array, method: str):
         """(user rows [B, d], item [I, d]) of a step's batch `users` (see `rows`)."""

@@ -19,10 +19,11 @@ from advjax.models.fitted import Fitted
 from advjax.models.ials import MODEL as IALS
 from advjax.models.lightgcn import BACKBONE as LIGHTGCN
 from advjax.models.mf import BACKBONE as MF
+from advjax.models.ultragcn import BACKBONE as ULTRAGCN
 from advjax.models.vgae import BACKBONE as VGAE
 from advjax.settings import Setting, merged_settings
 
-_SPECS = (MF, LIGHTGCN, VGAE)
+_SPECS = (MF, LIGHTGCN, ULTRAGCN, VGAE)
 _FITTED = (EASE, IALS)
 
 BACKBONES: dict[str, Backbone] = {spec.name: spec for spec in _SPECS}

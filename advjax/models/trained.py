@@ -3,11 +3,11 @@ and (next) the public API and exports.
 
 `TrainedModel` holds the final user and item representations a backbone's `represent`
 gives at some parameters, and how the model scores a pair from them (its spec's
-`scoring`). Whatever the backbone, the score of user u and item i is the dot product of
-their score vectors (`score_vectors`: the representations themselves, or unit-norm
-ones for "cosine"), so the evaluator ranks `scores` or the score vectors' products and
-knows nothing of backbones. A model whose score is no such product would add its own
-`score_vectors` here.
+`scoring_of` the configuration). Whatever the backbone, the score of user u and item i
+is the dot product of their score vectors (`score_vectors`: the representations
+themselves, or unit-norm ones for "cosine"), so the evaluator ranks `scores` or the
+score vectors' products and knows nothing of backbones. A model whose score is no such
+product would add its own `score_vectors` here.
 """
 
 from __future__ import annotations
@@ -46,6 +46,6 @@ class TrainedModel(struct.PyTreeNode):
 
 def trained_model(backbone, cfg, params: dict, graph, method: str) -> TrainedModel:
     """The TrainedModel of a backbone (advjax.models.backbone.Backbone) at `params`:
-    its `represent` (graph and method as for it) and its `scoring`."""
+    its `represent` (graph and method as for it) and its scoring under cfg."""
     users, items = backbone.represent(cfg, params, graph, method)
-    return TrainedModel(users, items, backbone.scoring)
+    return TrainedModel(users, items, backbone.scoring_of(cfg))

@@ -149,6 +149,9 @@ class _RunSettings:
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {tuple(LOSSES)}")
         self._check_backbone()
+        problem = self.loss_spec.check(self)
+        if problem:
+            raise ConfigError(problem)
         if self.augment != "none":
             self._check_augment()
         if self.propagation not in ("auto", *propagation.METHODS):

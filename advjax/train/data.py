@@ -24,6 +24,8 @@ class TrainData(struct.PyTreeNode):
       pairs: the training pairs.
       graph: the backbone's graph operand (its spec's prepare_graph); empty for a
         backbone that reads none (MF).
+      backbone_data: the other arrays the backbone's spec prepared from the split ({}
+        for most; UltraGCN: item neighbours and their weights), read by its extra_loss.
       loss_data: the arrays the loss's spec prepared from the split ({} for most;
         BC loss: popularity levels).
       aug_data: the arrays the augmentation prepared from the graph ({} for most;
@@ -33,6 +35,7 @@ class TrainData(struct.PyTreeNode):
 
     pairs: TrainPairs
     graph: Graph
+    backbone_data: dict
     loss_data: dict
     aug_data: dict
     propagation: str = struct.field(pytree_node=False)
@@ -51,7 +54,8 @@ def load_split(cfg: TrainConfig) -> SplitData:
 
 def make_train_data(cfg: TrainConfig, data: SplitData, *, on_mesh: bool = False) -> TrainData:
     """Device arrays of a split's training pairs, the graph operand of a backbone that
-    reads one (its spec's prepare_graph), and what the loss and the augmentation prepare;
+    reads one (its spec's prepare_graph), and what the backbone (its spec's prepare),
+    the loss and the augmentation prepare;
     the propagation path is resolved here, once. On a mesh (`on_mesh`) "auto" is the
     reference "bcoo": SciPy's host product sees one device."""
     method = mesh_method(cfg.propagation) if on_mesh else resolve_method(cfg.propagation)
@@ -63,11 +67,13 @@ def make_train_data(cfg: TrainConfig, data: SplitData, *, on_mesh: bool = False)
         augment = cfg.augment_spec
         if augment is not None and augment.prepare:
             aug_data = augment.prepare(host_graph, data.n_users)
+    backbone_data = backbone.prepare(cfg, data) if backbone.prepare else {}
     spec = cfg.loss_spec
     loss_data = spec.prepare(data) if spec.prepare else {}
     return TrainData(
         pairs=make_train_pairs(data.train),
         graph=Graph(*map(jnp.asarray, graph)),
+        backbone_data={name: jnp.asarray(value) for name, value in backbone_data.items()},
         loss_data={name: jnp.asarray(value) for name, value in loss_data.items()},
         aug_data={name: jnp.asarray(value) for name, value in aug_data.items()},
         propagation=method,

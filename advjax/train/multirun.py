@@ -66,19 +66,20 @@ from advjax.train.track import (
 )
 
 RUN_BATCHING = ("map", "vmap")
-# Settings each run carries outside the program's code: in its initial state (the seed;
-# the learning rates, which its optimiser states hold) or on the host (the schedule,
-# budgets, early stopping).
+# Settings each run carries outside the program's code: in its initial state (the seed,
+# UltraGCN's initial scale; the learning rates, which its optimiser states hold) or on
+# the host (the schedule, budgets, early stopping).
 HOST_SETTINGS = (
     "seed", "lr", "lr_adv", "patience", "t_adv", "e_adv", "warm_up_epochs", "kl_radius",
-    "adv_stop", "log_test",
+    "adv_stop", "log_test", "ultragcn_init_std",
 )  # fmt: skip
 # Numeric settings that enter only the arithmetic of the epochs (no shape, no branch):
 # the epochs' `hyper` argument, read through config.TracedSettings.
 TRACED_SETTINGS = (
     "tau", "l2_reg", "ccl_margin", "ccl_neg_weight", "bc_tau_bias",
     "adap_tau_beta", "cl_weight", "cl_tau", "sgl_drop_rate", "xsimgcl_eps",
-    "ncl_proto_weight", "ncl_alpha",
+    "ncl_proto_weight", "ncl_alpha", "ultragcn_w1", "ultragcn_w2", "ultragcn_w3",
+    "ultragcn_w4", "ultragcn_negative_weight", "ultragcn_lambda", "ultragcn_gamma",
 )  # fmt: skip
 
 

@@ -136,7 +136,9 @@ def cf_step(
         value = spec.value(cfg, inputs)
         total = jnp.mean(value.per_sample) + l2_penalty(cfg, cf_params, batch)
         if backbone.extra_loss is not None:
-            total = total + backbone.extra_loss(cfg, cf_params, batch.users, batch.pos, batch.negs)
+            total = total + backbone.extra_loss(
+                cfg, cf_params, batch.users, batch.pos, batch.negs, data.backbone_data
+            )
         if extra is not None:
             total = total + extra
         return total, (value, extra_stats)

@@ -20,7 +20,7 @@ from experiments.run import default_workdir
 
 
 def test_every_registered_backbone_builds_a_valid_config_of_its_own():
-    own = {"mf": {}, "lightgcn": {"n_layers": 2}, "vgae": {"n_layers": 2}}
+    own = {"mf": {}, "lightgcn": {"n_layers": 2}, "ultragcn": {}, "vgae": {"n_layers": 2}}
     assert set(registry.BACKBONES) == set(own)
     for name, spec in registry.BACKBONES.items():
         cfg = TrainConfig(backbone=name, **own[name])
@@ -80,7 +80,7 @@ def _toy_represent(cfg, params, graph, method):
     return params["user"] @ params["proj"], params["item"] @ params["proj"]
 
 
-def _toy_extra(cfg, params, users, pos, negs):
+def _toy_extra(cfg, params, users, pos, negs, data):
     return _EXTRA_WEIGHT * jnp.sum((params["proj"] - jnp.eye(params["proj"].shape[0])) ** 2)
 
 
