@@ -94,7 +94,7 @@ def test_fit_data_holds_the_matrix_both_ways_round():
             previous = cols.shape[1]
             for row, padded in zip(rows, cols, strict=True):
                 real = padded[padded < matrix.shape[1]]
-                assert np.all(padded[len(real):] == matrix.shape[1]) and np.all(np.diff(real) > 0)
+                assert np.all(padded[len(real) :] == matrix.shape[1]) and np.all(np.diff(real) > 0)
                 rebuilt[row, real] = True
         np.testing.assert_array_equal(rebuilt, matrix)  # every pair once; empty rows in none
 
@@ -104,7 +104,7 @@ def test_padded_widths_grow_by_a_square_root_of_two():
     assert sizes[:11] == [1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45]
     assert sizes[-2] < 1000 <= sizes[-1]
     # A row of degree one past a width is padded by under 42 % in the next.
-    assert max(k / (previous + 1) for previous, k in zip(sizes, sizes[1:])) < 1.42
+    assert max(k / (prev + 1) for prev, k in zip(sizes, sizes[1:], strict=False)) < 1.42
 
 
 def test_fitted_on_coat_its_scores_are_x_times_b_and_seeds_change_nothing():

@@ -69,8 +69,10 @@ def test_sample_draws_z_from_the_head_and_weighs_the_mean_kl():
     np.testing.assert_allclose(user_z, user_mu + eps * np.exp(user_log_sig), rtol=1e-5)
     assert item_z.shape == (5, 3)
     nodes = jnp.concatenate(
-        [vgae.kl_per_node(user_mu, vgae.log_sigma(head, user_mu)),
-         vgae.kl_per_node(item_mu, vgae.log_sigma(head, item_mu))]  # fmt: skip
+        [
+            vgae.kl_per_node(user_mu, vgae.log_sigma(head, user_mu)),
+            vgae.kl_per_node(item_mu, vgae.log_sigma(head, item_mu)),
+        ]  # fmt: skip
     )
     np.testing.assert_allclose(stats["kl"], jnp.mean(nodes), rtol=1e-6)
     np.testing.assert_allclose(term, 0.25 * jnp.mean(nodes), rtol=1e-6)
