@@ -36,6 +36,7 @@ BACKBONES = {
     "mf": {"backbone": "mf"},
     "lightgcn": {"backbone": "lightgcn", "n_layers": 2},
     "vgae": {"backbone": "vgae", "n_layers": 2},
+    "ultragcn": {"backbone": "ultragcn"},
 }
 LOSSES = ("infonce", "adv_infonce")
 # LightGCN + InfoNCE with each augmentation (--augment): Table 9's other rows.

@@ -197,12 +197,16 @@ def cf_step_terms(
     augment: str = "none",
     n_clusters: int = 0,
     sampled: bool = False,
+    item_neighbors: int = 0,
 ) -> dict[str, Cost]:
     """Named cost terms of one CF step (see the module docstring).
 
     `sampled`: the backbone samples the step's rows (Backbone.sample; VGAE): its
     log-sigma head over the batch's users and every item, forward and two backward
     products ("sample"), and the noise, the clamp and the KL term's elementwise work.
+    `item_neighbors` (UltraGCN's K): its item-item term scores each batch user against
+    the K neighbours of its positive item, forward and backward like the loss's scores,
+    and its norm penalty reads and differentiates both whole tables ("constraints").
 
     `augment` (--augment): SGL adds its two views' full propagations, forward and
     backward ("views"); XSimGCL and NCL propagate every node layer by layer instead of
@@ -237,6 +241,11 @@ def cf_step_terms(
             )
     if sampled:
         terms["sample"] = sample_cost(batch + n_items, dim)
+    if item_neighbors:
+        terms["constraints"] = 3 * score_cost(batch, n_items, item_neighbors, dim) + Cost(
+            flops=4 * (n_users + n_items) * dim,
+            stream_bytes=WORD * 2 * (n_users + n_items) * dim,
+        )
     terms["adam"] = adam_cost((n_users + n_items) * dim)
     return terms
 

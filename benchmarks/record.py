@@ -231,6 +231,7 @@ def _cf_cost(data: SplitData, cfg: TrainConfig, times: EpochTimes) -> dict:
         augment=cfg.augment,
         n_clusters=cfg.ncl_clusters,
         sampled=cfg.backbone_spec.sample is not None,
+        item_neighbors=cfg.ultragcn_neighbors if cfg.backbone == "ultragcn" else 0,
     )
     once_terms = floor.epoch_terms(
         n_users=data.n_users,
