@@ -30,7 +30,7 @@ its end, one ``BACKBONE = Backbone(...)``; ``advjax/models/registry.py`` lists t
                  draw from them with the batch's key, and a term for the objective
                  (VGAE's reparameterised z and its KL term); None: the rows themselves.
                  Evaluation, the adversary's passes and the diagnostics read
-                 `represent`;
+                 `represent`; such a backbone takes no --augment;
   scoring        how a user scores an item: "cosine" (the unit-norm representations'
                  dot product: what the cosine losses train) or "dot" (raw products:
                  models trained on them, such as UltraGCN under its own loss); either

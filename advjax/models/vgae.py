@@ -22,7 +22,8 @@ No recommender code of it is public, so this module states the design it impleme
 The head starts at W = 0 and b = --vgae_log_sigma_init, so every node starts with the
 same small noise scale, whatever the embedding's scale. The rows "VGAE" alone (its own
 reconstruction loss) and any --augment are not offered: the augmentations build their
-own training rows, which this backbone's sampling would have to replace.
+own training rows, which this backbone's sampling would have to replace (TrainConfig
+refuses --augment with any backbone that samples).
 """
 
 from __future__ import annotations
@@ -116,11 +117,6 @@ def sample(cfg, params: dict, user_mu: jax.Array, item_mu: jax.Array, key: jax.A
 def _check(cfg) -> str | None:
     if cfg.n_layers < 1:
         return f"--backbone=vgae needs --n_layers >= 1 (its LightGCN encoder), got {cfg.n_layers}"
-    if cfg.augment != "none":
-        return (
-            f"--backbone=vgae samples its own training rows; --augment={cfg.augment} builds "
-            "others and cannot be combined with it"
-        )
     return None
 
 

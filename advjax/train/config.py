@@ -243,8 +243,18 @@ class _RunSettings:
                 f"unknown augment {self.augment!r}; choose none or one of {tuple(AUGMENTATIONS)}"
             )
         depth = self.backbone_spec.depth
+        if self.backbone_spec.sample is not None:
+            raise ConfigError(
+                f"--backbone={self.backbone_spec.name} samples its own training rows; "
+                f"--augment={self.augment} builds others and cannot be combined with it"
+            )
         if depth is None:
-            layered = [name for name, spec in BACKBONES.items() if spec.depth is not None]
+            # A backbone that samples its training rows (VGAE) takes no augmentation.
+            layered = [
+                name
+                for name, spec in BACKBONES.items()
+                if spec.depth is not None and spec.sample is None
+            ]
             raise ConfigError(
                 f"--augment={self.augment} acts on propagation layers: needs a backbone with "
                 f"them ({', '.join(layered)}), not {self.backbone_spec.name}"
