@@ -47,6 +47,12 @@ def merged_settings(specs, kind: str) -> tuple[Setting, ...]:
     return tuple(settings.values())
 
 
+def nothing_wrong(cfg) -> str | None:
+    """A spec's default whole-configuration `check` (a backbone's, a fitted model's, a
+    loss's): every configuration suits it."""
+    return None
+
+
 def positive(value) -> str | None:
     """Setting.check: the value must be > 0."""
     return None if value > 0 else "must be > 0"

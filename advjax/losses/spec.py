@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from advjax.settings import Setting
+from advjax.settings import Setting, nothing_wrong
 
 
 class LossInputs(NamedTuple):
@@ -109,10 +109,6 @@ def _no_adversary(cfg) -> Adversary | None:
     return None
 
 
-def _suits_any(cfg) -> str | None:
-    return None
-
-
 @dataclasses.dataclass(frozen=True)
 class Loss:
     """A training loss as the trainer sees it (see the module docstring).
@@ -142,7 +138,7 @@ class Loss:
     name: str
     value: Callable[[Any, LossInputs], LossValue]
     settings: tuple[Setting, ...] = ()
-    check: Callable[[Any], str | None] = _suits_any
+    check: Callable[[Any], str | None] = nothing_wrong
     prepare: Callable | None = None
     init_params: Callable | None = None
     trains: Callable | None = None

@@ -52,14 +52,9 @@ from typing import Any
 
 import jax
 
-from advjax.settings import Setting
+from advjax.settings import Setting, nothing_wrong
 
 SCORINGS = ("cosine", "dot")
-
-
-def nothing_wrong(cfg) -> str | None:
-    """A spec's default `check`: every configuration of it is valid."""
-    return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,8 +44,7 @@ import numpy as np
 from flax import struct
 
 from advjax.data.interactions import Interactions
-from advjax.models.backbone import nothing_wrong
-from advjax.settings import Setting
+from advjax.settings import Setting, nothing_wrong
 
 
 class PaddedRows(NamedTuple):

@@ -39,6 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from advjax.data.interactions import Interactions
+from advjax.models import mf
 from advjax.models.backbone import Backbone
 from advjax.scores import pair_scores
 from advjax.settings import Setting, non_negative, positive
@@ -60,11 +61,6 @@ def init_params(cfg, key: jax.Array, n_users: int, n_items: int) -> dict:
         "user": std * jax.random.normal(key_user, (n_users, cfg.emb_dim), jnp.float32),
         "item": std * jax.random.normal(key_item, (n_items, cfg.emb_dim), jnp.float32),
     }
-
-
-def represent(cfg, params: dict, graph, method: str) -> tuple[jax.Array, jax.Array]:
-    """(user [U, d], item [I, d]): the tables."""
-    return params["user"], params["item"]
 
 
 def train_matrix(train: Interactions, n_items: int) -> sp.csr_matrix:
@@ -194,7 +190,7 @@ def _scoring(cfg) -> str:
 BACKBONE = Backbone(
     name="ultragcn",
     init_params=init_params,
-    represent=represent,  # a step's rows: the default gather of these tables
+    represent=mf.represent,  # the tables, as MF's; a step's rows: the default gather
     label=lambda cfg: "UltraGCN",
     slug=lambda cfg: "ultragcn",
     prepare=_prepare,

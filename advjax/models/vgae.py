@@ -31,7 +31,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from advjax.models import lightgcn, mf, propagation
+from advjax.models import lightgcn, mf
 from advjax.models.backbone import Backbone
 from advjax.settings import Setting, non_negative
 
@@ -123,17 +123,12 @@ def _check(cfg) -> str | None:
 BACKBONE = Backbone(
     name="vgae",
     init_params=init_params,
-    represent=lambda cfg, params, graph, method: lightgcn.lightgcn_embed(
-        params, graph, n_layers=cfg.n_layers, method=method
-    ),
-    rows=lambda cfg, params, graph, users, method: lightgcn.lightgcn_rows(
-        params, graph, users, n_layers=cfg.n_layers, method=method
-    ),
-    prepare_graph=lambda cfg, graph, n_users, method: propagation.prepare_graph(
-        graph, n_users, cfg.n_layers, method
-    ),
+    # mu, a step's rows of it and the graph operand: LightGCN's.
+    represent=lightgcn.BACKBONE.represent,
+    rows=lightgcn.BACKBONE.rows,
+    prepare_graph=lightgcn.BACKBONE.prepare_graph,
     sample=sample,
-    depth=lambda cfg: cfg.n_layers,
+    depth=lightgcn.BACKBONE.depth,
     label=lambda cfg: f"VGAE-{cfg.n_layers}",
     slug=lambda cfg: f"vgae{cfg.n_layers}",
     check=_check,
