@@ -51,7 +51,7 @@ def make_sample(data: SplitData, pairs: TrainPairs, key: jax.Array, *, n_neg: in
     steps = bisection_steps(int(data.train.degrees().max()))
     negs = sample_negatives(key_neg, pairs, users, n_neg=n_neg, n_items=data.n_items, steps=steps)
     items = jax.random.permutation(key_items, data.n_items)[:size]
-    degree = np.bincount(data.train.items, minlength=data.n_items)
+    degree = data.train.item_degrees(data.n_items)
     held_out = np.zeros(0, np.int64)
     for split in data.tests.values():
         keys = np.repeat(np.arange(split.n_users), split.degrees()) * data.n_items + split.items

@@ -36,6 +36,10 @@ class Interactions:
         """int64 [n_users]: number of items per user."""
         return np.diff(self.indptr)
 
+    def item_degrees(self, n_items: int) -> np.ndarray:
+        """int64 [n_items]: number of users per item (the catalogue's size `n_items`)."""
+        return np.bincount(self.items, minlength=n_items)
+
     def users(self) -> np.ndarray:
         """int32 [nnz]: the user of each pair (row index expanded)."""
         return np.repeat(np.arange(self.n_users, dtype=np.int32), self.degrees())

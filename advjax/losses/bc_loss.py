@@ -143,7 +143,7 @@ def popularity_levels(train, n_items: int) -> tuple[np.ndarray, np.ndarray]:
       of each.
     """
     user_degree = train.degrees()
-    item_degree = np.bincount(train.items, minlength=n_items)
+    item_degree = train.item_degrees(n_items)
     return _dense_rank(user_degree), _dense_rank(item_degree)
 
 

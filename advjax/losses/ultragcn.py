@@ -115,8 +115,9 @@ def constraint_loss(
 
 
 def _prepare(data) -> dict:
-    item_degree = np.bincount(data.train.items, minlength=data.n_items)
-    beta_user, beta_item = degree_weights(data.train.degrees(), item_degree)
+    beta_user, beta_item = degree_weights(
+        data.train.degrees(), data.train.item_degrees(data.n_items)
+    )
     return {"beta_user": beta_user, "beta_item": beta_item}
 
 

@@ -148,7 +148,7 @@ def fit_data(train: Interactions, n_items: int) -> FitData:
     items = train.items.astype(np.int32)
     by_item = np.lexsort((users, items)).astype(np.int32)
     item_ptr = np.zeros(n_items + 1, np.int64)
-    np.cumsum(np.bincount(items, minlength=n_items), out=item_ptr[1:])
+    np.cumsum(train.item_degrees(n_items), out=item_ptr[1:])
     return FitData(
         entry_users=jnp.asarray(users),
         entry_items=jnp.asarray(items),
